@@ -1,0 +1,40 @@
+# Two entry points, both idempotent: `make run` (main job on the embedded default) and `make test`.
+# Set-up is shared: a .venv with the package and its dev tools, then the Delta jars in the local cache.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export LAKEHOUSE_HOME ?= $(CURDIR)/lakehouse-data
+export LAKEHOUSE_CACHE ?= $(LAKEHOUSE_HOME)/cache
+export GX_ANALYTICS_ENABLED ?= false
+export MLFLOW_DISABLE_TELEMETRY ?= true
+PYTEST_ARGS ?=
+
+.PHONY: setup run test bench lint clean
+
+setup: $(STAMP)
+	@$(BIN)/lakehouse jars
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v[:2] == (3, 11) else "Python 3.11 is required (found %d.%d): set PYTHON=python3.11" % v[:2])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/lakehouse run
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -s $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check lakehouse ml jobs tests
+
+clean:
+	rm -rf $(VENV) lakehouse-data

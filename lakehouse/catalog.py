@@ -1,0 +1,139 @@
+"""The persistent catalog: layer databases, tables created from declarations, drift refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lakehouse.errors import SchemaDriftError
+from lakehouse.schemas import LAYERS, TableDecl, load_declarations
+from lakehouse.settings import Settings
+from lakehouse.types import parse_type
+
+_CHECKED: set[tuple[int, str]] = set()  # (id of the SparkSession, table) already verified in this process
+
+
+def init_catalog(spark, settings: Settings, tables: list[str] | None = None) -> list[str]:
+    """Create every layer database and every declared table (or just `tables`). Idempotent."""
+    for database in LAYERS:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} COMMENT 'lakehouse {database} layer'")
+    declarations = load_declarations(settings.schemas_dir)
+    names = tables or sorted(declarations)
+    for name in names:
+        ensure_table(spark, declarations[name])
+    return names
+
+
+def ensure_table(spark, decl: TableDecl) -> None:
+    """Create the table if missing, otherwise check its stored schema against the declaration.
+
+    Additive changes listed in the declaration's `migrations` are applied; anything else (a type change, a
+    column stored but no longer declared, a column declared without a migration) is refused.
+    """
+    key = (id(spark), decl.name)
+    if key in _CHECKED:
+        return
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {decl.database}")
+    if not spark.catalog.tableExists(decl.name):
+        spark.sql(decl.create_ddl())
+    else:
+        _reconcile(spark, decl)
+    _CHECKED.add(key)
+
+
+def forget_checks() -> None:
+    _CHECKED.clear()
+
+
+def _reconcile(spark, decl: TableDecl) -> None:
+    stored = {field.name: field for field in spark.table(decl.name).schema.fields}
+    stored_version = int(table_property(spark, decl.name, "lakehouse.schema_version") or 1)
+    if stored_version > decl.schema_version:
+        raise SchemaDriftError(
+            f"table {decl.name} is at schema version {stored_version} but {decl.origin} declares "
+            f"{decl.schema_version}: update the code checkout before writing to it"
+        )
+    pending = {c for m in decl.migrations if m.version > stored_version for c in m.add_columns}
+    for name in stored:
+        if name not in decl.column_names:
+            raise SchemaDriftError(
+                f"table {decl.name}: stored column {name} is not declared in {decl.origin}; "
+                "declare it (columns are never dropped silently)"
+            )
+    to_add = []
+    for column in decl.columns:
+        field = stored.get(column.name)
+        if field is None:
+            if column.name not in pending:
+                raise SchemaDriftError(
+                    f"table {decl.name}: column {column.name} is declared but not stored; "
+                    f"add a migration to {decl.origin} that adds it"
+                )
+            to_add.append(column)
+            continue
+        declared_type = parse_type(column.type)
+        if field.dataType.simpleString() != declared_type.simpleString():
+            raise SchemaDriftError(
+                f"table {decl.name}: column {column.name} is stored as {field.dataType.simpleString()} but "
+                f"declared as {declared_type.simpleString()}; type changes are refused (write a new table or "
+                "a new column and migrate the data)"
+            )
+    if to_add:
+        columns = ", ".join(
+            f"`{c.name}` {c.type} COMMENT '{c.description.replace(chr(39), chr(92) + chr(39))}'"
+            for c in to_add
+        )
+        spark.sql(f"ALTER TABLE {decl.name} ADD COLUMNS ({columns})")
+    if stored_version != decl.schema_version:
+        spark.sql(
+            f"ALTER TABLE {decl.name} SET TBLPROPERTIES ('lakehouse.schema_version' = '{decl.schema_version}')"
+        )
+
+
+def table_property(spark, table: str, key: str) -> str | None:
+    rows = spark.sql(f"SHOW TBLPROPERTIES {table}").collect()
+    for row in rows:
+        if row["key"] == key:
+            return row["value"]
+    return None
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    layer: str
+    version: int
+    rows: int
+    last_change: str
+    operation: str
+
+
+def list_tables(spark) -> list[TableInfo]:
+    """Every Delta table of the layer databases with its current version, row count and last change."""
+    from delta.tables import DeltaTable
+
+    existing = {row["namespace"] for row in spark.sql("SHOW DATABASES").collect()}
+    infos = []
+    for database in LAYERS:
+        if database not in existing:
+            continue
+        for row in spark.sql(f"SHOW TABLES IN {database}").collect():
+            if row["isTemporary"]:
+                continue
+            name = f"{database}.{row['tableName']}"
+            last = DeltaTable.forName(spark, name).history(1).collect()[0]
+            # count(*) on a Delta table is answered from the log's file statistics, not a scan.
+            rows = spark.table(name).count()
+            infos.append(
+                TableInfo(name, database, last["version"], rows, str(last["timestamp"]), last["operation"])
+            )
+    return infos
+
+
+def history(spark, table: str, limit: int = 50):
+    from delta.tables import DeltaTable
+
+    return (
+        DeltaTable.forName(spark, table)
+        .history(limit)
+        .select("version", "timestamp", "operation", "operationMetrics", "userMetadata")
+    )

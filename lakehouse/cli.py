@@ -1,0 +1,253 @@
+"""`lakehouse`: the command line. Every command is a thin layer over a library function.
+
+Failures exit non-zero with one readable line on stderr (`--debug` shows the full trace, JVM included).
+Heavy imports (pyspark, GX, MLflow) happen inside commands so `--help` and `config` stay instant.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from contextlib import contextmanager
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from lakehouse.errors import LakehouseError
+from lakehouse.settings import Settings
+
+out = Console()
+if not out.is_terminal:  # piped or captured: do not cut table cells to 80 columns
+    out = Console(width=220)
+err = Console(stderr=True, soft_wrap=True)
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+class Context:
+    def __init__(self, debug: bool):
+        self.debug = debug
+        self._settings: Settings | None = None
+        self._spark = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.load()
+        return self._settings
+
+    @property
+    def spark(self):
+        if self._spark is None:
+            from lakehouse.spark import get_spark
+
+            with status("starting Spark"):
+                self._spark = get_spark(
+                    self.settings, app_name=f"lakehouse {' '.join(sys.argv[1:2])}".strip()
+                )
+        return self._spark
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@contextmanager
+def status(message: str):
+    """A spinner on a terminal, a plain line with the elapsed time otherwise (logs, CI)."""
+    started = time.monotonic()
+    if err.is_terminal:
+        with err.status(message):
+            yield
+    else:
+        yield
+    err.print(f"[dim]{message}: {time.monotonic() - started:.1f} s[/dim]", highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks (Python and JVM) on failure.")
+@click.version_option(package_name="lakehouse")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """A multi-omics data lakehouse: GEO, TCGA/GDC and gnomAD in validated, versioned Delta tables."""
+    ctx.obj = Context(debug)
+
+
+@cli.command()
+@pass_context
+def config(ctx: Context) -> None:
+    """Print the effective settings and where each comes from."""
+    table = Table("setting", "value", "from")
+    for name, value, origin in ctx.settings.describe():
+        table.add_row(name, value, origin)
+    out.print(table)
+
+
+@cli.command()
+@click.option(
+    "--resolver",
+    type=click.Choice(["auto", "spark", "maven", "offline"]),
+    default=None,
+    help="How to resolve missing jars (default: the jars_resolver setting).",
+)
+@pass_context
+def jars(ctx: Context, resolver: str | None) -> None:
+    """Resolve the Delta jars into the cache (once; later calls read the cache)."""
+    from lakehouse.jars import delta_coordinates, ensure_jars
+
+    with status("resolving Delta jars"):
+        resolved = ensure_jars(
+            delta_coordinates(), ctx.settings.cache_dir, resolver or ctx.settings.jars_resolver
+        )
+    out.print(
+        f"{', '.join(resolved.coordinates)}: {len(resolved.jars)} jars via {resolved.resolver} "
+        f"in {resolved.jars[0].parent}",
+        highlight=False,
+    )
+
+
+@cli.command()
+@pass_context
+def init(ctx: Context) -> None:
+    """Create the layer databases and every declared table (idempotent)."""
+    from lakehouse.catalog import init_catalog
+
+    with status("creating catalog"):
+        names = init_catalog(ctx.spark, ctx.settings)
+    out.print(f"catalog ready at {ctx.settings.warehouse_dir}: {len(names)} declared tables")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=FORMATS, default="table")
+@pass_context
+def tables(ctx: Context, fmt: str) -> None:
+    """List tables: name, layer, current Delta version, rows, last change."""
+    from lakehouse.catalog import list_tables
+
+    infos = list_tables(ctx.spark)
+    emit(
+        ["table", "layer", "version", "rows", "last_change", "operation"],
+        [[i.name, i.layer, i.version, i.rows, i.last_change, i.operation] for i in infos],
+        fmt,
+    )
+
+
+@cli.command()
+@click.argument("table")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="table")
+@pass_context
+def history(ctx: Context, table: str, limit: int, fmt: str) -> None:
+    """Show the Delta history of TABLE (versions, operations, commit metadata)."""
+    from lakehouse.catalog import history as table_history
+
+    emit_frame(table_history(ctx.spark, table, limit), fmt, limit)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=FORMATS, default="table")
+@click.option("--limit", default=1000, show_default=True, help="Rows to print at most.")
+@pass_context
+def sql(ctx: Context, query: str, fmt: str, limit: int) -> None:
+    """Run any Spark SQL, e.g. `SELECT count(*) FROM silver.x VERSION AS OF 0`."""
+    emit_frame(ctx.spark.sql(query), fmt, limit)
+
+
+@cli.command()
+@click.option("--stage", "stages", multiple=True, help="Run only this stage (repeatable).")
+@pass_context
+def run(ctx: Context, stages: tuple[str, ...]) -> None:
+    """Run the main job end to end on the configured Spark and warehouse, then list the tables."""
+    from lakehouse.catalog import list_tables
+    from lakehouse.pipeline import run_main
+
+    spark = ctx.spark
+    started = time.monotonic()
+
+    def progress(stage):
+        err.print(f"[bold]▶ {stage.name}[/bold]: {stage.description}", highlight=False)
+
+    ran = run_main(spark, ctx.settings, list(stages) or None, progress=progress)
+    err.print(f"main job: {len(ran)} stages in {time.monotonic() - started:.1f} s", highlight=False)
+    infos = list_tables(spark)
+    emit(
+        ["table", "layer", "version", "rows", "last_change", "operation"],
+        [[i.name, i.layer, i.version, i.rows, i.last_change, i.operation] for i in infos],
+        "table",
+    )
+
+
+def emit_frame(frame, fmt: str, limit: int) -> None:
+    rows = frame.limit(limit).collect()
+    emit(frame.columns, [[row[c] for c in frame.columns] for row in rows], fmt)
+
+
+def emit(columns: list[str], rows: list[list], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1))
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*["" if v is None else str(v) for v in row])
+        out.print(table)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person: our own errors as they are, Spark's without the JVM stack."""
+    if isinstance(exc, LakehouseError):
+        return str(exc)
+    try:
+        from py4j.protocol import Py4JJavaError
+        from pyspark.errors.exceptions.base import PySparkException
+    except ImportError:  # pragma: no cover - pyspark is a hard dependency
+        PySparkException = Py4JJavaError = ()
+    if isinstance(exc, PySparkException):
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        # "[TABLE_OR_VIEW_NOT_FOUND] The table or view `a`.`b` cannot be found. Verify ... SQLSTATE: 42P01"
+        head, _, _ = message.partition(" Verify the spelling")
+        return head.split(" SQLSTATE:")[0].rstrip("; ")
+    if isinstance(exc, Py4JJavaError):
+        return str(exc.java_exception.toString()).splitlines()[0]
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    if not debug:
+        # pyspark logs every SQL error it raises, JVM stack included, before we can print our one line.
+        import logging
+
+        logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    try:
+        cli.main(args=argv, standalone_mode=False)
+        return 0
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the CLI's one place that turns any failure into one line
+        if debug:
+            err.print_exception()
+        click.echo(f"error: {describe_error(exc)}", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run_cli() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The main job: one ordered list of stages, each landing or deriving tables through the library.
+
+Each source issue plugs its stage in here; `lakehouse run` and `jobs/main.py` run the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lakehouse.settings import Settings
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    description: str
+    run: Callable  # (spark, settings) -> None
+
+
+def _catalog(spark, settings: Settings) -> None:
+    from lakehouse.catalog import init_catalog
+
+    init_catalog(spark, settings)
+
+
+def _demo(spark, settings: Settings) -> None:
+    from lakehouse.demo import land_demo
+
+    land_demo(spark, settings)
+
+
+STAGES: list[Stage] = [
+    Stage("catalog", "create the layer databases and every declared table", _catalog),
+    Stage("demo", "land the generated demo measurements into bronze", _demo),
+]
+
+
+def run_main(spark, settings: Settings, only: list[str] | None = None, progress=None) -> list[str]:
+    """Run the stages in order (or only the named ones); returns the names run."""
+    unknown = set(only or []) - {stage.name for stage in STAGES}
+    if unknown:
+        from lakehouse.errors import ConfigError
+
+        raise ConfigError(f"unknown stage(s) {sorted(unknown)}; stages are {[s.name for s in STAGES]}")
+    ran = []
+    for stage in STAGES:
+        if only and stage.name not in only:
+            continue
+        if progress:
+            progress(stage)
+        stage.run(spark, settings)
+        ran.append(stage.name)
+    return ran

@@ -1,0 +1,1 @@
+"""Data quality: quarantine of bad records, validation and readiness of table versions."""

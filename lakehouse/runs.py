@@ -1,0 +1,162 @@
+"""Ingest runs: every job run is a row of `meta.ingest_runs`, from start to its end or failure.
+
+A run is written as `running` when it starts and closed with `succeeded` or `failed` (with the error
+message) when it ends, so a run killed mid-write is still visible. Inputs are fingerprinted (SHA-256, size)
+before anything is read, and every Delta commit the run makes carries its job, run id and input checksum.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+from lakehouse.catalog import ensure_table
+from lakehouse.schemas import declaration
+from lakehouse.settings import Settings
+
+RUNS_TABLE = "meta.ingest_runs"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    sha256: str
+    size_bytes: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> InputFile:
+        path = Path(path).resolve()
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return cls(str(path), digest.hexdigest(), path.stat().st_size)
+
+
+def code_version() -> str:
+    """The git commit of the code that runs (with `-dirty` when the tree has changes), or `unknown`."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        commit = head.stdout.strip() if head.returncode == 0 else ""
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{commit}-dirty" if commit and dirty else (commit or "unknown")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass
+class IngestRun:
+    spark: object
+    settings: Settings
+    job: str
+    inputs: list[InputFile] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: dt.datetime = field(default_factory=utcnow)
+    targets: dict[str, int] = field(default_factory=dict)
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    status: str = "running"
+    error: str | None = None
+
+    def __enter__(self) -> IngestRun:
+        ensure_table(self.spark, declaration(RUNS_TABLE, self.settings.schemas_dir))
+        self._write(append=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.status = "failed" if exc else "succeeded"
+        if exc is not None:
+            self.error = f"{exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:2000]
+        self._write(append=False)
+        return False
+
+    def commit_metadata(self, source: InputFile | None = None) -> str:
+        meta = {"job": self.job, "run_id": self.run_id}
+        if source is not None:
+            meta["source_file"] = source.path
+            meta["source_sha256"] = source.sha256
+        return json.dumps(meta, sort_keys=True)
+
+    def record_target(self, table: str, version: int) -> None:
+        self.targets[table] = max(version, self.targets.get(table, -1))
+
+    def _row(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "job": self.job,
+            "status": self.status,
+            "inputs": [{"path": i.path, "sha256": i.sha256, "size_bytes": i.size_bytes} for i in self.inputs],
+            "targets": [{"table_name": t, "version": v} for t, v in sorted(self.targets.items())],
+            "rows_read": self.rows_read,
+            "rows_written": self.rows_written,
+            "rows_quarantined": self.rows_quarantined,
+            "started_at": self.started_at,
+            "ended_at": None if self.status == "running" else utcnow(),
+            "error": self.error,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "code_version": code_version(),
+        }
+
+    def _write(self, append: bool) -> None:
+        from delta.tables import DeltaTable
+
+        decl = declaration(RUNS_TABLE, self.settings.schemas_dir)
+        frame = self.spark.createDataFrame([self._row()], schema=decl.spark_schema())
+        with commit_metadata(self.spark, self.commit_metadata()):
+            if append:
+                frame.writeTo(RUNS_TABLE).append()
+                return
+            (
+                DeltaTable.forName(self.spark, RUNS_TABLE)
+                .alias("t")
+                .merge(frame.alias("s"), "t.run_id = s.run_id")
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+
+
+class commit_metadata:
+    """Set Delta's commit user metadata for the writes inside the block (MERGE has no writer option)."""
+
+    KEY = "spark.databricks.delta.commitInfo.userMetadata"
+
+    def __init__(self, spark, text: str):
+        self.spark, self.text = spark, text
+
+    def __enter__(self):
+        self.previous = self.spark.conf.get(self.KEY, None)
+        self.spark.conf.set(self.KEY, self.text)
+
+    def __exit__(self, *exc):
+        if self.previous is None:
+            self.spark.conf.unset(self.KEY)
+        else:
+            self.spark.conf.set(self.KEY, self.previous)

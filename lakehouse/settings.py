@@ -1,0 +1,139 @@
+"""Effective settings: environment over `lakehouse.toml` over built-in defaults.
+
+Everything the lakehouse writes lives under one root, `LAKEHOUSE_HOME`: the Delta warehouse, the embedded
+metastore, caches (Delta jars), reports and the local MLflow store. A setting's origin is kept so that
+`lakehouse config` can say where each value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lakehouse.errors import ConfigError
+
+DEFAULT_HOME = "./lakehouse-data"
+DEFAULT_MASTER = "local[*]"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    cache_dir: Path
+    warehouse_dir: str
+    spark_master: str
+    spark_conf: dict[str, str]
+    metastore_uri: str | None
+    mlflow_tracking_uri: str
+    jars_resolver: str
+    schemas_dir: Path
+    origins: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def metastore_db(self) -> Path:
+        return self.home / "metastore_db"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @classmethod
+    def load(cls, environ: dict[str, str] | None = None, config_file: str | Path | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        toml_path = Path(config_file or env.get("LAKEHOUSE_CONFIG") or "lakehouse.toml")
+        file_values = _read_toml(toml_path) if toml_path.exists() else {}
+        origins: dict[str, str] = {}
+
+        def pick(key: str, env_name: str, default: str | None) -> str | None:
+            if env.get(env_name):
+                origins[key] = f"env {env_name}"
+                return env[env_name]
+            if key in file_values:
+                origins[key] = f"file {toml_path}"
+                return str(file_values[key])
+            origins[key] = "default"
+            return default
+
+        home = Path(pick("home", "LAKEHOUSE_HOME", DEFAULT_HOME)).expanduser().resolve()
+        cache_dir = Path(pick("cache_dir", "LAKEHOUSE_CACHE", str(home / "cache"))).expanduser().resolve()
+        warehouse = pick("warehouse_dir", "LAKEHOUSE_WAREHOUSE", str(home / "warehouse"))
+        master = pick("spark_master", "LAKEHOUSE_SPARK_MASTER", DEFAULT_MASTER)
+        metastore_uri = pick("metastore_uri", "LAKEHOUSE_METASTORE_URI", None)
+        mlflow_uri = pick(
+            "mlflow_tracking_uri", "MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+        )
+        resolver = pick("jars_resolver", "LAKEHOUSE_JARS_RESOLVER", "auto")
+        if resolver not in ("auto", "spark", "maven", "offline"):
+            raise ConfigError(f"jars_resolver must be auto, spark, maven or offline, not {resolver!r}")
+        schemas_dir = Path(
+            pick("schemas_dir", "LAKEHOUSE_SCHEMAS", str(Path(__file__).resolve().parent.parent / "schemas"))
+        )
+
+        spark_conf = {str(k): str(v) for k, v in file_values.get("spark_conf", {}).items()}
+        if spark_conf:
+            origins["spark_conf"] = f"file {toml_path}"
+        if env.get("LAKEHOUSE_SPARK_CONF"):
+            spark_conf.update(_parse_conf_pairs(env["LAKEHOUSE_SPARK_CONF"]))
+            origins["spark_conf"] = "env LAKEHOUSE_SPARK_CONF"
+        origins.setdefault("spark_conf", "default")
+
+        return cls(
+            home=home,
+            cache_dir=cache_dir,
+            warehouse_dir=_absolute_uri(warehouse),
+            spark_master=master,
+            spark_conf=spark_conf,
+            metastore_uri=metastore_uri,
+            mlflow_tracking_uri=mlflow_uri,
+            jars_resolver=resolver,
+            schemas_dir=schemas_dir,
+            origins=origins,
+        )
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(name, value, origin) rows for `lakehouse config`."""
+        rows = [
+            ("home", str(self.home)),
+            ("cache_dir", str(self.cache_dir)),
+            ("warehouse_dir", self.warehouse_dir),
+            ("spark_master", self.spark_master),
+            ("metastore", self.metastore_uri or f"embedded Derby at {self.metastore_db}"),
+            ("mlflow_tracking_uri", self.mlflow_tracking_uri),
+            ("jars_resolver", self.jars_resolver),
+            ("schemas_dir", str(self.schemas_dir)),
+            ("spark_conf", ", ".join(f"{k}={v}" for k, v in sorted(self.spark_conf.items())) or "(none)"),
+        ]
+        key_of = {"metastore": "metastore_uri"}
+        return [(name, value, self.origins.get(key_of.get(name, name), "default")) for name, value in rows]
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    section = data.get("lakehouse", data)
+    conf = data.get("spark", {}).get("conf", {})
+    if conf:
+        section = {**section, "spark_conf": conf}
+    return section
+
+
+def _parse_conf_pairs(text: str) -> dict[str, str]:
+    pairs = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"LAKEHOUSE_SPARK_CONF: expected key=value pairs separated by ';', got {item!r}"
+            )
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _absolute_uri(location: str) -> str:
+    if "://" in location or location.startswith(("s3a:", "hdfs:", "file:")):
+        return location
+    return str(Path(location).expanduser().resolve())

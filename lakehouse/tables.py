@@ -1,0 +1,143 @@
+"""Write helpers every job uses: conform to the declaration, then commit idempotently.
+
+- `upsert`: MERGE on the declared primary key; rows whose values did not change are left untouched, so
+  re-running the same input rewrites nothing and duplicates nothing.
+- `replace_source`: replaces every row that came from one source file in a single commit (`replaceWhere`),
+  for tables whose rows are owned by the file they came from.
+- `append_rows`: for logs such as `quality.quarantine`.
+
+Each commit carries the run's job name, run id and source checksum in Delta's commit metadata, and each
+write records the table version it produced on the run.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lakehouse.catalog import ensure_table
+from lakehouse.errors import DataError
+from lakehouse.runs import IngestRun, InputFile, commit_metadata
+from lakehouse.schemas import PROVENANCE_COLUMNS, TableDecl
+
+PROVENANCE_NAMES = tuple(column["name"] for column in PROVENANCE_COLUMNS)
+
+
+def with_provenance(
+    frame: DataFrame, source: InputFile, run: IngestRun, release: str | None = None
+) -> DataFrame:
+    return frame.select(
+        "*",
+        F.lit(source.path).alias("source_file"),
+        F.lit(source.sha256).alias("source_sha256"),
+        F.lit(release).cast("string").alias("source_release"),
+        F.lit(run.run_id).alias("ingest_run_id"),
+        F.lit(run.started_at).cast("timestamp").alias("ingested_at"),
+    )
+
+
+def conform(frame: DataFrame, decl: TableDecl) -> DataFrame:
+    """Select exactly the declared columns, in declared order, cast to declared types."""
+    present = set(frame.columns)
+    missing = [c.name for c in decl.columns if c.name not in present and not c.nullable]
+    if missing:
+        raise DataError(f"cannot write {decl.name}: required columns missing from the data: {missing}")
+    extra = sorted(present - set(decl.column_names))
+    if extra:
+        raise DataError(f"cannot write {decl.name}: columns not declared in {decl.origin}: {extra}")
+    return frame.select(
+        *[
+            (F.col(c.name) if c.name in present else F.lit(None)).cast(c.type).alias(c.name)
+            for c in decl.columns
+        ]
+    )
+
+
+def check_unique_key(frame: DataFrame, decl: TableDecl, limit: int = 5) -> None:
+    if not decl.primary_key:
+        return
+    key = list(decl.primary_key)
+    duplicates = frame.groupBy(*key).count().filter(F.col("count") > 1).limit(limit).collect()
+    if duplicates:
+        shown = "; ".join(", ".join(f"{k}={row[k]}" for k in key) for row in duplicates)
+        raise DataError(
+            f"cannot write {decl.name}: the input repeats primary key ({', '.join(key)}): {shown}"
+        )
+
+
+def upsert(spark, frame: DataFrame, decl: TableDecl, run: IngestRun, source: InputFile | None = None) -> int:
+    """MERGE `frame` into `decl`'s table on its primary key; returns the table version committed."""
+    from delta.tables import DeltaTable
+
+    if not decl.primary_key:
+        raise DataError(f"cannot upsert into {decl.name}: it declares no primary_key")
+    ensure_table(spark, decl)
+    rows = conform(frame, decl)
+    check_unique_key(rows, decl)
+    nullable = {c.name for c in decl.columns if c.nullable}
+    on = " AND ".join(
+        f"t.`{k}` <=> s.`{k}`" if k in nullable else f"t.`{k}` = s.`{k}`" for k in decl.primary_key
+    )
+    values = [c for c in decl.column_names if c not in decl.primary_key and c not in PROVENANCE_NAMES]
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in values) or "false"
+    with commit_metadata(spark, run.commit_metadata(source)):
+        (
+            DeltaTable.forName(spark, decl.name)
+            .alias("t")
+            .merge(rows.alias("s"), on)
+            .whenMatchedUpdateAll(condition=changed)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    return _record(spark, decl, run)
+
+
+def replace_source(spark, frame: DataFrame, decl: TableDecl, run: IngestRun, source: InputFile) -> int:
+    """Atomically replace every row of `decl` that came from `source.path` with `frame`."""
+    ensure_table(spark, decl)
+    rows = conform(frame, decl)
+    check_unique_key(rows, decl)
+    # DataFrameWriterV2's conditional overwrite is Delta's replaceWhere: delete + insert in one commit.
+    with commit_metadata(spark, run.commit_metadata(source)):
+        rows.writeTo(decl.name).overwrite(F.col("source_file") == F.lit(source.path))
+    return _record(spark, decl, run)
+
+
+def append_rows(
+    spark,
+    frame: DataFrame,
+    decl: TableDecl,
+    run: IngestRun,
+    source: InputFile | None = None,
+    counts_as_written: bool = True,
+) -> int:
+    ensure_table(spark, decl)
+    rows = conform(frame, decl)
+    with commit_metadata(spark, run.commit_metadata(source)):
+        rows.writeTo(decl.name).append()
+    return _record(spark, decl, run, counts_as_written)
+
+
+def _record(spark, decl: TableDecl, run: IngestRun, counts_as_written: bool = True) -> int:
+    """Find the version this run committed (by its run id in the commit metadata) and its row count."""
+    from delta.tables import DeltaTable
+
+    commits = (
+        DeltaTable.forName(spark, decl.name)
+        .history(50)
+        .filter(F.col("userMetadata").contains(run.run_id))
+        .select("version", "operationMetrics")
+        .orderBy(F.col("version").desc())
+        .first()
+    )
+    if commits is None:
+        raise DataError(f"no commit of run {run.run_id} found in the history of {decl.name}")
+    metrics = commits["operationMetrics"] or {}
+    if "numTargetRowsInserted" in metrics:  # MERGE: copied rows are rewritten, not written
+        written = int(metrics["numTargetRowsInserted"]) + int(metrics.get("numTargetRowsUpdated", 0))
+    else:
+        written = int(metrics.get("numOutputRows", 0))
+    if counts_as_written:
+        run.rows_written += written
+    run.record_target(decl.name, commits["version"])
+    return commits["version"]

@@ -1,0 +1,75 @@
+"""Shared fixtures: one SparkSession per test session on a temporary warehouse, and a CLI runner.
+
+The Delta jar cache is shared by every temporary home (it is resolved once by `make test`'s set-up), so
+tests never touch the network for jars unless they are about resolving them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+JAR_CACHE = Path(os.environ.get("LAKEHOUSE_CACHE") or ROOT / "lakehouse-data" / "cache").resolve()
+
+
+def lakehouse_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "MLFLOW_TRACKING_URI"))}
+    env.update(
+        LAKEHOUSE_HOME=str(home),
+        LAKEHOUSE_CACHE=str(JAR_CACHE),
+        LAKEHOUSE_CONFIG=str(home / "lakehouse.toml"),
+        LAKEHOUSE_SPARK_MASTER="local[2]",
+        GX_ANALYTICS_ENABLED="false",
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `lakehouse ARGS` in a new process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse", *args],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=env["LAKEHOUSE_HOME"],
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The CLI's own error lines (JVM start-up notices such as the incubator-module warning excluded)."""
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory):
+    from lakehouse.settings import Settings
+
+    home = tmp_path_factory.mktemp("lakehouse-home")
+    return Settings.load(environ=lakehouse_env(home))
+
+
+@pytest.fixture(scope="session")
+def spark(settings):
+    from lakehouse.catalog import init_catalog
+    from lakehouse.spark import get_spark
+
+    session = get_spark(settings, app_name="lakehouse-tests")
+    init_catalog(session, settings)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA

@@ -1,0 +1,83 @@
+"""The `lakehouse` CLI in separate processes: the catalog persists, errors are one line."""
+
+import json
+
+import pytest
+from conftest import error_lines, lakehouse_env, run_cli
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory):
+    """A warehouse where one process has run the main job (and then exited)."""
+    env = lakehouse_env(tmp_path_factory.mktemp("cli-home"))
+    proc = run_cli(env, "run")
+    assert proc.returncode == 0, proc.stderr
+    return env, proc
+
+
+def test_main_job_lists_its_tables(landed):
+    _, proc = landed
+    assert "bronze.demo_measurements" in proc.stdout
+    assert "meta.ingest_runs" in proc.stdout
+    assert "main job: 2 stages" in proc.stderr
+
+
+def test_catalog_persists_across_processes_with_time_travel(landed):
+    env, _ = landed
+    proc = run_cli(
+        env,
+        "sql",
+        "--format",
+        "json",
+        "SELECT (SELECT count(*) FROM bronze.demo_measurements VERSION AS OF 0) AS v0, "
+        "(SELECT count(*) FROM bronze.demo_measurements) AS now, "
+        "(SELECT count(DISTINCT gene_symbol) FROM bronze.demo_measurements) AS genes",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [{"v0": 0, "now": 48, "genes": 8}]
+
+
+def test_tables_history_and_csv_output(landed):
+    env, _ = landed
+    proc = run_cli(env, "tables", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    tables = {t["table"]: t for t in json.loads(proc.stdout)}
+    assert tables["bronze.demo_measurements"]["version"] == 1
+    assert tables["bronze.demo_measurements"]["rows"] == 48
+    assert tables["meta.ingest_runs"]["rows"] == 1
+
+    proc = run_cli(env, "history", "bronze.demo_measurements", "--format", "json")
+    versions = json.loads(proc.stdout)
+    assert [v["version"] for v in versions] == [1, 0]
+    assert json.loads(versions[0]["userMetadata"])["job"] == "demo"
+
+    proc = run_cli(env, "sql", "--format", "csv", "SELECT job, status FROM meta.ingest_runs")
+    assert proc.stdout.splitlines() == ["job,status", "demo,succeeded"]
+
+
+def test_missing_table_is_one_line_naming_it(landed):
+    env, _ = landed
+    proc = run_cli(env, "sql", "SELECT * FROM silver.no_such_table")
+    assert proc.returncode == 1
+    assert error_lines(proc.stderr) == [
+        "error: [TABLE_OR_VIEW_NOT_FOUND] The table or view `silver`.`no_such_table` cannot be found."
+    ]
+    assert "at org.apache" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_java_is_one_clear_line(tmp_path):
+    env = lakehouse_env(tmp_path, PATH="/nonexistent")
+    env.pop("JAVA_HOME", None)
+    proc = run_cli(env, "sql", "SELECT 1")
+    assert proc.returncode == 1
+    [line] = error_lines(proc.stderr)
+    assert line.startswith("error: Java is not installed") and "JAVA_HOME" in line
+
+
+def test_config_shows_effective_values_and_origins(tmp_path):
+    (tmp_path / "lakehouse.toml").write_text('[lakehouse]\nspark_master = "spark://127.0.0.1:7077"\n')
+    proc = run_cli(lakehouse_env(tmp_path, LAKEHOUSE_SPARK_MASTER=""), "config")
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if "spark_master" in line)
+    assert "spark://127.0.0.1:7077" in line and "lakehouse.toml" in line
+    assert str(tmp_path) in proc.stdout
