@@ -180,6 +180,20 @@ def run(ctx: Context, stages: tuple[str, ...]) -> None:
     )
 
 
+@cli.group()
+def ingest() -> None:
+    """Land source files (paths, URLs or accessions) into Delta tables."""
+
+
+@cli.group()
+def synth() -> None:
+    """Generate realistic synthetic inputs in the sources' real file formats (tests, benchmarks, demo)."""
+
+
+# Source commands register themselves on the `ingest` and `synth` groups below, one block per source.
+# --- source commands ---
+
+
 def emit_frame(frame, fmt: str, limit: int) -> None:
     rows = frame.limit(limit).collect()
     emit(frame.columns, [[row[c] for c in frame.columns] for row in rows], fmt)

@@ -84,7 +84,7 @@ class IngestRun:
     status: str = "running"
     error: str | None = None
 
-    def __enter__(self) -> IngestRun:
+    def __enter__(self) -> Self:
         ensure_table(self.spark, declaration(RUNS_TABLE, self.settings.schemas_dir))
         self._write(append=True)
         return self
