@@ -180,6 +180,48 @@ def run(ctx: Context, stages: tuple[str, ...]) -> None:
     )
 
 
+@cli.command()
+@click.argument("table")
+@click.option("--version", type=int, default=None, help="Delta version (default: current).")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "gx", "batched"]),
+    default=None,
+    help="great_expectations Checkpoint, batched Spark metrics, or auto by table size.",
+)
+@pass_context
+def validate(ctx: Context, table: str, version: int | None, engine: str | None) -> None:
+    """Validate one exact version of TABLE against its expectation suite; exit 1 when it fails."""
+    from lakehouse.quality.validate import validate_table
+
+    with status(f"validating {table}"):
+        validation = validate_table(ctx.spark, ctx.settings, table, version, engine)
+    emit(
+        ["expectation", "success", "unexpected", "percent", "observed", "engine"],
+        [
+            [
+                r.expectation.id,
+                r.success,
+                r.unexpected_count,
+                None if r.unexpected_percent is None else round(r.unexpected_percent, 4),
+                r.observed_value,
+                r.engine,
+            ]
+            for r in validation.results
+        ],
+        "table",
+    )
+    out.print(f"validation {validation.validation_id}: {validation.summary()}", highlight=False)
+    if validation.quarantined:
+        out.print(f"{validation.quarantined} offending rows written to quality.quarantine", highlight=False)
+    if not validation.success:
+        raise ValidationFailedExit(validation.summary())
+
+
+class ValidationFailedExit(LakehouseError):
+    """Exit status 1 for a failed validation (the table of results is already printed)."""
+
+
 @cli.group()
 def ingest() -> None:
     """Land source files (paths, URLs or accessions) into Delta tables."""

@@ -83,6 +83,9 @@ class IngestRun:
     rows_quarantined: int = 0
     status: str = "running"
     error: str | None = None
+    validate: bool = True
+    validations: list = field(default_factory=list)
+    declarations: dict = field(default_factory=dict)  # table -> TableDecl used for its writes
 
     def __enter__(self) -> Self:
         ensure_table(self.spark, declaration(RUNS_TABLE, self.settings.schemas_dir))
@@ -90,11 +93,23 @@ class IngestRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None and self.validate:
+            # Every data-table version this run wrote is validated before the run counts as succeeded.
+            from lakehouse.quality.validate import validate_run_targets
+
+            try:
+                self.validations = validate_run_targets(self.spark, self.settings, self)
+            except Exception as error:
+                self._close(type(error), error)
+                raise
+        self._close(exc_type, exc)
+        return False
+
+    def _close(self, exc_type, exc) -> None:
         self.status = "failed" if exc else "succeeded"
         if exc is not None:
             self.error = f"{exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:2000]
         self._write(append=False)
-        return False
 
     def commit_metadata(self, source: InputFile | None = None) -> str:
         meta = {"job": self.job, "run_id": self.run_id}
@@ -103,8 +118,10 @@ class IngestRun:
             meta["source_sha256"] = source.sha256
         return json.dumps(meta, sort_keys=True)
 
-    def record_target(self, table: str, version: int) -> None:
+    def record_target(self, table: str, version: int, decl=None) -> None:
         self.targets[table] = max(version, self.targets.get(table, -1))
+        if decl is not None:
+            self.declarations[table] = decl
 
     def _row(self) -> dict:
         return {

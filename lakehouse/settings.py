@@ -29,6 +29,8 @@ class Settings:
     mlflow_tracking_uri: str
     jars_resolver: str
     schemas_dir: Path
+    validation_engine: str = "auto"
+    gx_max_rows: int = 200_000
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -71,6 +73,11 @@ class Settings:
             pick("schemas_dir", "LAKEHOUSE_SCHEMAS", str(Path(__file__).resolve().parent.parent / "schemas"))
         )
 
+        engine = pick("validation_engine", "LAKEHOUSE_VALIDATION_ENGINE", "auto")
+        if engine not in ("auto", "gx", "batched"):
+            raise ConfigError(f"validation_engine must be auto, gx or batched, not {engine!r}")
+        gx_max_rows = int(pick("gx_max_rows", "LAKEHOUSE_GX_MAX_ROWS", "200000"))
+
         spark_conf = {str(k): str(v) for k, v in file_values.get("spark_conf", {}).items()}
         if spark_conf:
             origins["spark_conf"] = f"file {toml_path}"
@@ -89,6 +96,8 @@ class Settings:
             mlflow_tracking_uri=mlflow_uri,
             jars_resolver=resolver,
             schemas_dir=schemas_dir,
+            validation_engine=engine,
+            gx_max_rows=gx_max_rows,
             origins=origins,
         )
 
@@ -103,6 +112,7 @@ class Settings:
             ("mlflow_tracking_uri", self.mlflow_tracking_uri),
             ("jars_resolver", self.jars_resolver),
             ("schemas_dir", str(self.schemas_dir)),
+            ("validation_engine", f"{self.validation_engine} (GX up to {self.gx_max_rows} rows when auto)"),
             ("spark_conf", ", ".join(f"{k}={v}" for k, v in sorted(self.spark_conf.items())) or "(none)"),
         ]
         key_of = {"metastore": "metastore_uri"}

@@ -139,5 +139,5 @@ def _record(spark, decl: TableDecl, run: IngestRun, counts_as_written: bool = Tr
         written = int(metrics.get("numOutputRows", 0))
     if counts_as_written:
         run.rows_written += written
-    run.record_target(decl.name, commits["version"])
+    run.record_target(decl.name, commits["version"], decl)
     return commits["version"]

@@ -26,7 +26,12 @@ def lakehouse_env(home: Path, **extra: str) -> dict[str, str]:
         LAKEHOUSE_CONFIG=str(home / "lakehouse.toml"),
         LAKEHOUSE_SPARK_MASTER="local[2]",
         GX_ANALYTICS_ENABLED="false",
+        # GX's per-expectation Spark jobs cost seconds per table; the engines' parity is tested in
+        # test_quality.py, so the rest of the suite validates with the batched engine.
+        LAKEHOUSE_VALIDATION_ENGINE="batched",
     )
+    if os.environ.get("LAKEHOUSE_SCHEMAS"):  # run the suite against another set of declarations
+        env["LAKEHOUSE_SCHEMAS"] = os.environ["LAKEHOUSE_SCHEMAS"]
     env.update(extra)
     return env
 
