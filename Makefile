@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED ?= false
 export MLFLOW_DISABLE_TELEMETRY ?= true
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench lint clean browser
 
 setup: $(STAMP)
 	@$(BIN)/lakehouse jars
@@ -26,8 +26,15 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/lakehouse run
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Reports and Data Docs are checked in a real headless browser: Debian's Chromium, installed when missing
+# and we may (root); otherwise those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium not installed: the browser test will skip"; }
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -94,18 +94,18 @@ def config(ctx: Context) -> None:
 )
 @pass_context
 def jars(ctx: Context, resolver: str | None) -> None:
-    """Resolve the Delta jars into the cache (once; later calls read the cache)."""
-    from lakehouse.jars import delta_coordinates, ensure_jars
+    """Resolve the JVM jars (Delta; hadoop-aws for s3a://) into the cache (once; later calls read the cache)."""
+    from lakehouse.jars import coordinate_sets, ensure_jars
 
-    with status("resolving Delta jars"):
-        resolved = ensure_jars(
-            delta_coordinates(), ctx.settings.cache_dir, resolver or ctx.settings.jars_resolver
+    settings = ctx.settings
+    for coordinates in coordinate_sets(settings.warehouse_dir, settings.spark_conf):
+        with status(f"resolving {', '.join(coordinates)}"):
+            resolved = ensure_jars(coordinates, settings.cache_dir, resolver or settings.jars_resolver)
+        out.print(
+            f"{', '.join(resolved.coordinates)}: {len(resolved.jars)} jars via {resolved.resolver} "
+            f"in {resolved.jars[0].parent}",
+            highlight=False,
         )
-    out.print(
-        f"{', '.join(resolved.coordinates)}: {len(resolved.jars)} jars via {resolved.resolver} "
-        f"in {resolved.jars[0].parent}",
-        highlight=False,
-    )
 
 
 @cli.command()
@@ -218,6 +218,36 @@ def validate(ctx: Context, table: str, version: int | None, engine: str | None) 
         raise ValidationFailedExit(validation.summary())
 
 
+@cli.command()
+@click.argument("table", required=False)
+@click.option("--version", type=int, default=None, help="Delta version (default: current).")
+@click.option("--format", "fmt", type=FORMATS, default="table")
+@pass_context
+def readiness(ctx: Context, table: str | None, version: int | None, fmt: str) -> None:
+    """AI-readiness scorecard of TABLE (default: every silver table), stored and written as HTML."""
+    from lakehouse.catalog import list_tables
+    from lakehouse.quality.readiness import score_table
+
+    names = [table] if table else [t.name for t in list_tables(ctx.spark) if t.layer == "silver"]
+    rows = []
+    for name in names:
+        with status(f"scoring {name}"):
+            card = score_table(ctx.spark, ctx.settings, name, version)
+        rows += [
+            [
+                card.table,
+                card.version,
+                c.dimension,
+                c.name,
+                None if c.score is None else round(c.score, 3),
+                c.evidence,
+            ]
+            for c in card.checks
+        ]
+        rows.append([card.table, card.version, "overall", "", round(card.overall, 3), str(card.report_path)])
+    emit(["table", "version", "dimension", "check", "score", "evidence"], rows, fmt)
+
+
 class ValidationFailedExit(LakehouseError):
     """Exit status 1 for a failed validation (the table of results is already printed)."""
 
@@ -234,6 +264,155 @@ def synth() -> None:
 
 # Source commands register themselves on the `ingest` and `synth` groups below, one block per source.
 # --- source commands ---
+
+
+# gnomAD ------------------------------------------------------------------------------------------------
+@ingest.command("gnomad")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--release", default=None, help="gnomAD release, e.g. v4.1 (default: from the file name).")
+@click.option(
+    "--dataset",
+    type=click.Choice(["genomes", "exomes", "joint"]),
+    default=None,
+    help="Default: from the name.",
+)
+@click.option("--force", is_flag=True, help="Land again a file already landed with the same checksum.")
+@pass_context
+def ingest_gnomad_command(
+    ctx: Context, paths: tuple[str, ...], release: str | None, dataset: str | None, force: bool
+) -> None:
+    """Land gnomAD sites VCFs (plain, gzip or BGZF; paths or URLs) into silver/gold Delta tables."""
+    from lakehouse.sources.gnomad import land_gnomad
+
+    with status("landing gnomAD VCFs"):
+        landed = land_gnomad(
+            ctx.spark, ctx.settings, list(paths), release=release, dataset=dataset, force=force
+        )
+    for item in landed:
+        if item.skipped:
+            out.print(f"{item.path}: already landed (same SHA-256); nothing written", highlight=False)
+            continue
+        out.print(
+            f"{item.path}: {item.release} {item.dataset} {item.genome_build}: {item.records} records → "
+            f"{item.rows} rows, {item.quarantined} quarantined (run {item.run_id})",
+            highlight=False,
+        )
+        for table, version in sorted(item.versions.items()):
+            out.print(f"  {table} → version {version}", highlight=False)
+
+
+@synth.command("gnomad")
+@click.option(
+    "--records", default=1000, show_default=True, help="Data lines (a multi-allelic line counts once)."
+)
+@click.option("--seed", default=11, show_default=True)
+@click.option(
+    "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .vcf.bgz file."
+)
+def synth_gnomad_command(records: int, seed: int, out_path: str) -> None:
+    """A gnomAD-v4-shaped sites VCF (~400 INFO fields, vep, indels, multi-allelics) as BGZF."""
+    from lakehouse.synth.gnomad import write_gnomad_vcf
+
+    path = write_gnomad_vcf(out_path, records=records, seed=seed)
+    out.print(f"{path}: {records} records, {path.stat().st_size} bytes (BGZF)", highlight=False)
+
+
+# TCGA/GDC ----------------------------------------------------------------------------------------------
+@ingest.command("tcga")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--release", default=None, help="GDC data release the files come from (e.g. 41.0).")
+@pass_context
+def ingest_tcga_command(ctx: Context, paths: tuple[str, ...], release: str | None) -> None:
+    """Land GDC/TCGA files (MAF, STAR/HTSeq counts, clinical, sample sheets, BCR XML; kinds told by content)."""
+    from lakehouse.sources.tcga import ingest_tcga
+
+    with status("landing TCGA/GDC files"):
+        result = ingest_tcga(ctx.spark, ctx.settings, list(paths), release=release)
+    kinds: dict[str, int] = {}
+    for kind in result.kinds.values():
+        kinds[kind] = kinds.get(kind, 0) + 1
+    out.print(
+        f"run {result.run.run_id}: {len(result.kinds)} files ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); "
+        f"rows read {result.run.rows_read}, written {result.run.rows_written}, quarantined {result.quarantined}",
+        highlight=False,
+    )
+    for table, version in sorted(result.run.targets.items()):
+        out.print(f"  {table} → version {version}", highlight=False)
+
+
+@synth.command("tcga")
+@click.option("--cases", default=12, show_default=True, help="Participants.")
+@click.option("--genes", default=200, show_default=True, help="Genes per counts file.")
+@click.option("--projects", default=3, show_default=True, help="Projects (subtypes), 2-4.")
+@click.option("--seed", default=5, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+def synth_tcga_command(cases: int, genes: int, projects: int, seed: int, out_dir: str) -> None:
+    """A synthetic TCGA cohort in GDC formats (MAF, STAR counts, clinical TSV, sample sheet) with a planted signal."""
+    from lakehouse.synth.tcga import generate_tcga
+
+    made = generate_tcga(out_dir, cases=cases, genes=genes, seed=seed, projects=projects)
+    out.print(
+        f"{made.out}: {made.cases} cases, {made.genes} genes, {made.counts_files} counts files, "
+        f"{made.mutations} mutations",
+        highlight=False,
+    )
+
+
+if "fetch" not in cli.commands:  # shared with other sources' fetch commands
+
+    @cli.group()
+    def fetch() -> None:
+        """Download source files from their archives (checksummed, resumable, retried)."""
+
+
+@cli.commands["fetch"].command("tcga")
+@click.option(
+    "--project", "projects", multiple=True, required=True, help="GDC project, e.g. TCGA-BRCA (repeatable)."
+)
+@click.option(
+    "--data-type",
+    "data_types",
+    multiple=True,
+    default=("Gene Expression Quantification",),
+    show_default=True,
+    help="GDC data type (repeatable): Gene Expression Quantification, Masked Somatic Mutation, Clinical Supplement…",
+)
+@click.option("--workflow", default=None, help="Analysis workflow, e.g. 'STAR - Counts'.")
+@click.option("--limit", default=None, type=int, help="At most this many files.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Download directory.")
+@click.option(
+    "--api", default=None, help="GDC API base URL (default: LAKEHOUSE_GDC_API_URL or api.gdc.cancer.gov)."
+)
+def fetch_tcga_command(projects, data_types, workflow, limit, out_dir, api) -> None:
+    """Query the GDC API for files and download them (md5-checked, resumed, retried), with their metadata."""
+    from lakehouse.sources.tcga.gdc import fetch_files
+
+    result = fetch_files(list(projects), list(data_types), out_dir, workflow=workflow, limit=limit, api=api)
+    out.print(
+        f"{result.out}: {result.files} files ({result.downloaded} downloaded, {result.skipped} already present), "
+        f"{result.bytes} bytes; metadata in {result.metadata.name}",
+        highlight=False,
+    )
+
+
+@cli.group()
+def serve() -> None:
+    """Serve the catalog to other tools (runs in the foreground until stopped)."""
+
+
+@serve.command("sql")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=10000, show_default=True, help="HiveServer2 (Thrift, binary) port.")
+@pass_context
+def serve_sql_command(ctx: Context, host: str, port: int) -> None:
+    """Spark Thrift server over the catalog: JDBC/ODBC clients (beeline, BI tools) query the Delta tables."""
+    from lakehouse.serve import jdbc_url, serve_sql
+
+    err.print(
+        f"SQL endpoint {jdbc_url(host, port)} on {ctx.settings.spark_master}; Ctrl-C stops it",
+        highlight=False,
+    )
+    serve_sql(ctx.settings, port, host)
 
 
 def emit_frame(frame, fmt: str, limit: int) -> None:

@@ -177,3 +177,110 @@ def test_great_expectations_and_batched_engines_agree(spark, settings, tmp_path)
     assert {r.engine for r in gx.results if r.expectation.id != "pass_share"} == {"great_expectations"}
     assert sorted(gx_by_id["af.to_be_between"].unexpected_sample) == ["1.5"]
     assert data_docs_index(settings).exists()
+
+
+def test_readiness_scores_each_dimension_with_evidence(spark, settings, tmp_path):
+    from lakehouse.quality.readiness import score_table
+
+    decl = parse_declaration(
+        {
+            "name": f"silver.ready{next(_n)}",
+            "description": "readiness test",
+            "licence": "CC0-1.0",
+            "source": "test generator",
+            "primary_key": ["gsm_id"],
+            "columns": [
+                {
+                    "name": "gsm_id",
+                    "type": "string",
+                    "nullable": False,
+                    "description": "sample",
+                    "identifier": "geo.gsm",
+                },
+                {"name": "gene_symbol", "type": "string", "description": "gene", "identifier": "hgnc.symbol"},
+                {"name": "value_text", "type": "string", "description": "a number kept as text"},
+                {
+                    "name": "characteristics",
+                    "type": "map<string,string>",
+                    "description": "sample characteristics",
+                    "vocabulary": ["tissue", "age"],
+                },
+            ],
+        }
+    )
+    rows = [
+        ("GSM1", "TP53", "1.5", {"tissue": "liver", "age": "40"}),
+        ("GSM2", "not a gene!", "2", {"tissue": "lung", "colour": "red"}),
+    ]
+    path = tmp_path / "ready.tsv"
+    path.write_text(str(rows))
+    source = InputFile.of(path)
+    with IngestRun(spark, settings, job="test readiness", inputs=[source]) as run:
+        frame = spark.createDataFrame(
+            rows, "gsm_id string, gene_symbol string, value_text string, characteristics map<string,string>"
+        )
+        version = replace_source(spark, with_provenance(frame, source, run, release="r1"), decl, run, source)
+    card = score_table(spark, settings, decl.name, version, decl=decl)
+    checks = {c.name: c for c in card.checks}
+    assert checks["persistent_identifiers"].score == 1.0
+    assert checks["licence_and_release"].score == 1.0
+    assert checks["provenance_populated"].score == 1.0
+    assert checks["columns_described"].score == 1.0
+    assert checks["typed_columnar"].score == 1.0 and checks["partitioned_as_declared"].score == 1.0
+    assert "numbers stored as text: value_text" in checks["numbers_not_strings"].evidence
+    assert checks["gene_identifiers_valid"].score == 0.5
+    assert checks["characteristics_vocabulary"].score == pytest.approx(3 / 4)
+    assert "unmapped e.g. colour" in checks["characteristics_vocabulary"].evidence
+    # the invalid symbol also fails the identifier expectation derived from `identifier: hgnc.symbol`
+    assert checks["expectation_pass_rate"].score == pytest.approx(15 / 16)
+    assert checks["expectation_pass_rate"].evidence.endswith(
+        "15/16 expectations passed; failed: gene_symbol.hgnc.symbol"
+    )
+    stored = spark.table("quality.readiness").filter(F.col("table_name") == decl.name).collect()
+    assert len(stored) == len(card.checks) and {r.overall_score for r in stored} == {card.overall}
+    assert card.report_path.exists()
+
+
+def test_reports_open_in_headless_chromium(spark, settings, tmp_path):
+    import shutil
+    import subprocess
+
+    from lakehouse.quality.readiness import score_table
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip(
+            "chromium is not installed (make test installs it from Debian's packages when run as root)"
+        )
+    decl = declare()
+    land(spark, settings, decl, GOOD, tmp_path)
+    validate_table(spark, settings, decl.name, engine="gx", decl=decl)  # Data Docs come from GX
+    card = score_table(spark, settings, decl.name, decl=decl)
+    for page, expected in ((card.report_path, "Overall score"), (data_docs_index(settings), decl.name)):
+        proc = subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert expected in proc.stdout, f"{page} rendered without {expected!r}"
+        errors = [line for line in proc.stderr.splitlines() if "Uncaught" in line or ":ERROR:CONSOLE" in line]
+        assert not errors, errors

@@ -269,6 +269,9 @@ def run_gx(
     outcome = checkpoint.run(
         batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=f"{decl.name}@v{version}")
     )
+    from lakehouse.quality.docs_assets import localize_site
+
+    localize_site(data_docs_index(settings).parent, settings.cache_dir)
     run_id = f"{outcome.run_id.run_name}@{outcome.run_id.run_time.isoformat()}"
     by_id = {}
     for suite_result in outcome.run_results.values():
