@@ -54,7 +54,7 @@ def _reconcile(spark, decl: TableDecl) -> None:
         )
     pending = {c for m in decl.migrations if m.version > stored_version for c in m.add_columns}
     for name in stored:
-        if name not in decl.column_names:
+        if name not in decl.column_names and not decl.dynamic_columns:
             raise SchemaDriftError(
                 f"table {decl.name}: stored column {name} is not declared in {decl.origin}; "
                 "declare it (columns are never dropped silently)"

@@ -18,6 +18,7 @@ Shape of a file (keys not shown are optional)::
       - {name: contig, type: string, nullable: false, description: "...", identifier: ..., unit: ...}
     migrations:                        # additive changes only; schema version = 1 + number of migrations
       - {version: 2, add_columns: [new_col]}
+    dynamic_columns: {from: ..., rule: ...}  # columns the source derives from the data (see TableDecl)
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class ColumnDecl:
     identifier: str | None = None
     unit: str | None = None
     values: tuple[str, ...] | None = None
+    vocabulary: tuple[str, ...] | None = None  # controlled terms for the keys of a map column
 
     def ddl(self) -> str:
         comment = self.description.replace("'", "\\'")
@@ -93,6 +95,10 @@ class TableDecl:
     migrations: tuple[Migration, ...] = ()
     expectations: tuple[dict, ...] = ()
     path: Path | None = None
+    # Columns derived from the data's own schema (e.g. one per VCF INFO field), added by the source under the
+    # declared rule; the drift check then accepts stored columns it does not list (types are still checked
+    # by the source before it adds or writes them).
+    dynamic_columns: dict | None = None
 
     @property
     def database(self) -> str:
@@ -175,11 +181,27 @@ def parse_declaration(data: dict, path: Path | None = None) -> TableDecl:
         raw_columns = list(data["columns"]) + (list(PROVENANCE_COLUMNS) if provenance else [])
         columns = []
         for raw in raw_columns:
-            unknown = set(raw) - {"name", "type", "nullable", "description", "identifier", "unit", "values"}
+            unknown = set(raw) - {
+                "name",
+                "type",
+                "nullable",
+                "description",
+                "identifier",
+                "unit",
+                "values",
+                "vocabulary",
+            }
             if unknown:
                 raise ConfigError(f"{where}: column {raw.get('name')!r} has unknown keys {sorted(unknown)}")
             values = tuple(str(v) for v in raw["values"]) if raw.get("values") is not None else None
-            columns.append(ColumnDecl(**{**raw, "values": values, "type": str(raw["type"]).strip()}))
+            vocabulary = (
+                tuple(str(v) for v in raw["vocabulary"]) if raw.get("vocabulary") is not None else None
+            )
+            columns.append(
+                ColumnDecl(
+                    **{**raw, "values": values, "vocabulary": vocabulary, "type": str(raw["type"]).strip()}
+                )
+            )
         names = [column.name for column in columns]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
@@ -208,6 +230,7 @@ def parse_declaration(data: dict, path: Path | None = None) -> TableDecl:
             licence=data.get("licence", ""),
             migrations=migrations,
             expectations=tuple(data.get("expectations", [])),
+            dynamic_columns=data.get("dynamic_columns"),
             path=path,
         )
         decl.spark_schema()  # fail here, naming the file, on a type Spark does not know

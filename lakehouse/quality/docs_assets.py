@@ -39,10 +39,10 @@ def npm_asset(url: str) -> tuple[str, str, str] | None:
     ):
         package, version, path = m.group(1), m.group(2), m.group(3) or _DEFAULT_FILES.get(m.group(1), "")
         return (package, version, path) if path else None
-    if m := re.match(r"https://cdnjs\.cloudflare\.com/ajax/libs/([^/]+)/([^/]+)/(.+)$", url):
-        if m.group(1) in _CDNJS_PACKAGES:
-            package, prefix = _CDNJS_PACKAGES[m.group(1)]
-            return package, m.group(2), prefix + m.group(3)
+    m = re.match(r"https://cdnjs\.cloudflare\.com/ajax/libs/([^/]+)/([^/]+)/(.+)$", url)
+    if m and m.group(1) in _CDNJS_PACKAGES:
+        package, prefix = _CDNJS_PACKAGES[m.group(1)]
+        return package, m.group(2), prefix + m.group(3)
     if m := re.match(r"https://code\.jquery\.com/jquery-([\d.]+)(\.min)?\.js$", url):
         return "jquery", m.group(1), f"dist/jquery{m.group(2) or ''}.js"
     if m := re.match(r"https://(?:maxcdn|stackpath)\.bootstrapcdn\.com/bootstrap/([\d.]+)/(.+)$", url):
@@ -87,7 +87,7 @@ def localize_site(site: Path, cache_dir: Path) -> int:
         text = page.read_text()
         depth = len(page.relative_to(site).parts) - 1
 
-        def replace(match: re.Match) -> str:
+        def replace(match: re.Match, depth: int = depth) -> str:
             nonlocal rewritten
             url = match.group("url")
             if url not in resolved:
