@@ -99,6 +99,8 @@ class TableDecl:
     # declared rule; the drift check then accepts stored columns it does not list (types are still checked
     # by the source before it adds or writes them).
     dynamic_columns: dict | None = None
+    # How the table pivots into an analysis-ready matrix (see lakehouse/matrix/export.py).
+    matrix: dict | None = None
 
     @property
     def database(self) -> str:
@@ -231,6 +233,7 @@ def parse_declaration(data: dict, path: Path | None = None) -> TableDecl:
             migrations=migrations,
             expectations=tuple(data.get("expectations", [])),
             dynamic_columns=data.get("dynamic_columns"),
+            matrix=data.get("matrix"),
             path=path,
         )
         decl.spark_schema()  # fail here, naming the file, on a type Spark does not know
