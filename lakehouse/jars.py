@@ -1,4 +1,4 @@
-"""JVM dependencies (Delta, later hadoop-aws) resolved from Maven Central once, then used offline.
+"""JVM dependencies (Delta; hadoop-aws for s3a:// storage) resolved from Maven Central once, then used offline.
 
 Delta's jars are not on PyPI. Resolution order for a set of Maven coordinates:
 
@@ -61,6 +61,31 @@ def delta_coordinates() -> list[str]:
     return [f"io.delta:delta-spark_{spark_minor_version()}_{SCALA_BINARY}:{delta_version}"]
 
 
+def hadoop_version() -> str:
+    """The Hadoop release pyspark ships (its `hadoop-client-api` jar): hadoop-aws must match it exactly."""
+    for jar in (spark_home() / "jars").glob("hadoop-client-api-*.jar"):
+        return jar.name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+    raise EnvironmentProblem(f"no hadoop-client-api jar in {spark_home() / 'jars'}: is pyspark installed?")
+
+
+def hadoop_aws_coordinates() -> list[str]:
+    """S3A filesystem (`s3a://`) for the installed Hadoop; it brings the AWS SDK v2 bundle (~640 MB, once)."""
+    return [f"org.apache.hadoop:hadoop-aws:{hadoop_version()}"]
+
+
+def coordinate_sets(warehouse: str, spark_conf: dict[str, str] | None = None) -> list[list[str]]:
+    """The groups of coordinates a session needs: Delta always, hadoop-aws when anything uses `s3a://`.
+
+    Each group is resolved and cached on its own, so the large AWS bundle is fetched only by machines that
+    use object storage and survives a Delta upgrade.
+    """
+    sets = [delta_coordinates()]
+    conf = spark_conf or {}
+    if warehouse.startswith("s3a://") or any(key.startswith("spark.hadoop.fs.s3a.") for key in conf):
+        sets.append(hadoop_aws_coordinates())
+    return sets
+
+
 def ensure_jars(coordinates: list[str], cache_dir: Path, resolver: str = "auto") -> ResolvedJars:
     """Return cached jars for `coordinates`, resolving them first if this machine has not yet."""
     slug = _slug(coordinates)
@@ -70,7 +95,7 @@ def ensure_jars(coordinates: list[str], cache_dir: Path, resolver: str = "auto")
         return cached
     if resolver == "offline":
         raise EnvironmentProblem(
-            f"Delta jars {', '.join(coordinates)} are not cached in {target} and resolution is off "
+            f"jars {', '.join(coordinates)} are not cached in {target} and resolution is off "
             "(LAKEHOUSE_JARS_RESOLVER=offline): run `lakehouse jars` once on a machine with access to Maven Central"
         )
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from lakehouse.errors import EnvironmentProblem
-from lakehouse.jars import delta_coordinates, ensure_jars
+from lakehouse.jars import coordinate_sets, ensure_jars
 from lakehouse.settings import Settings
 
 MIN_JAVA = 17
@@ -74,6 +75,12 @@ def spark_conf(settings: Settings, jars: str) -> dict[str, str]:
     return conf
 
 
+def session_jars(settings: Settings) -> str:
+    """`spark.jars` for these settings: every needed coordinate set, from the cache (resolved once)."""
+    sets = coordinate_sets(settings.warehouse_dir, settings.spark_conf)
+    return ",".join(ensure_jars(c, settings.cache_dir, settings.jars_resolver).spark_jars() for c in sets)
+
+
 def get_spark(settings: Settings | None = None, app_name: str = "lakehouse"):
     """Return the process's SparkSession, creating it with Delta and the persistent catalog."""
     from pyspark.sql import SparkSession
@@ -83,18 +90,21 @@ def get_spark(settings: Settings | None = None, app_name: str = "lakehouse"):
         return active
     settings = settings or Settings.load()
     java_major_version()
-    resolved = ensure_jars(delta_coordinates(), settings.cache_dir, settings.jars_resolver)
+    jars = session_jars(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("SPARK_HOME", str(Path(__import__("pyspark").__file__).parent))
     builder = SparkSession.builder.appName(app_name)
-    # Under spark-submit the launcher already chose the master; only an explicit setting overrides it.
-    if "PYSPARK_GATEWAY_PORT" not in os.environ or settings.origins.get("spark_master") != "default":
+    # Under spark-submit (which starts the JVM and passes its gateway port) the launcher's --master wins.
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(settings.spark_master)
-    for key, value in spark_conf(settings, resolved.spark_jars()).items():
+    for key, value in spark_conf(settings, jars).items():
         builder = builder.config(key, value)
     # Local masters bind to loopback: nothing the lakehouse starts listens on other interfaces by default.
     if settings.spark_master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers (mapInArrow, UDFs) must run this interpreter, with the lakehouse's packages, not
+        # whatever `python3` is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = builder.enableHiveSupport().getOrCreate()
     if os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL"):
         spark.sparkContext.setLogLevel(os.environ["LAKEHOUSE_SPARK_LOG_LEVEL"])
