@@ -12,6 +12,8 @@ write records the table version it produced on the run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -79,7 +81,7 @@ def upsert(spark, frame: DataFrame, decl: TableDecl, run: IngestRun, source: Inp
         f"t.`{k}` <=> s.`{k}`" if k in nullable else f"t.`{k}` = s.`{k}`" for k in decl.primary_key
     )
     values = [c for c in decl.column_names if c not in decl.primary_key and c not in PROVENANCE_NAMES]
-    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in values) or "false"
+    changed = " OR ".join(_differs(decl.column(c)) for c in values) or "false"
     with commit_metadata(spark, run.commit_metadata(source)):
         (
             DeltaTable.forName(spark, decl.name)
@@ -92,14 +94,31 @@ def upsert(spark, frame: DataFrame, decl: TableDecl, run: IngestRun, source: Inp
     return _record(spark, decl, run)
 
 
+def _differs(column) -> str:
+    """SQL that is true when the target and source values of `column` differ (nulls compared as values)."""
+    if "map<" in column.type.replace(" ", "").lower():
+        # Spark has no equality on maps: compare their JSON (the same input gives the same entry order).
+        return f"NOT (to_json(t.`{column.name}`) <=> to_json(s.`{column.name}`))"
+    return f"NOT (t.`{column.name}` <=> s.`{column.name}`)"
+
+
 def replace_source(spark, frame: DataFrame, decl: TableDecl, run: IngestRun, source: InputFile) -> int:
     """Atomically replace every row of `decl` that came from `source.path` with `frame`."""
+    return replace_sources(spark, frame, decl, run, [source])
+
+
+def replace_sources(
+    spark, frame: DataFrame, decl: TableDecl, run: IngestRun, sources: Sequence[InputFile]
+) -> int:
+    """Atomically replace every row of `decl` that came from any of `sources` with `frame` (one commit for
+    many files parsed in parallel)."""
     ensure_table(spark, decl)
     rows = conform(frame, decl)
     check_unique_key(rows, decl)
+    paths = [source.path for source in sources]
     # DataFrameWriterV2's conditional overwrite is Delta's replaceWhere: delete + insert in one commit.
-    with commit_metadata(spark, run.commit_metadata(source)):
-        rows.writeTo(decl.name).overwrite(F.col("source_file") == F.lit(source.path))
+    with commit_metadata(spark, run.commit_metadata(sources[0] if len(sources) == 1 else None)):
+        rows.writeTo(decl.name).overwrite(F.col("source_file").isin(paths))
     return _record(spark, decl, run)
 
 
