@@ -1,0 +1,1 @@
+"""Source readers: one module or package per source (GEO, TCGA/GDC, gnomAD)."""

@@ -1,0 +1,1 @@
+"""Generators of realistic synthetic inputs in the sources' real file formats."""
