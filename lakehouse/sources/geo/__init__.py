@@ -1,0 +1,1 @@
+"""GEO: family SOFT, GSE/GSM/GPL/GDS SOFT and series matrices landed into Delta (silver and gold)."""
