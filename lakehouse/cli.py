@@ -248,6 +248,114 @@ def readiness(ctx: Context, table: str | None, version: int | None, fmt: str) ->
     emit(["table", "version", "dimension", "check", "score", "evidence"], rows, fmt)
 
 
+@cli.group()
+def export() -> None:
+    """Export analysis-ready matrices from gold tables."""
+
+
+@export.command("matrix")
+@click.argument("table", required=False)
+@click.option("--version", type=int, default=None, help="Delta version (default: current).")
+@click.option("--out", "out_path", type=click.Path(), help="Zarr store to write (STORE.zarr).")
+@click.option("--verify", "verify_path", type=click.Path(exists=True), help="Recompute a store's checksum.")
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: a local cluster).")
+@pass_context
+def export_matrix_command(ctx: Context, table, version, out_path, verify_path, scheduler) -> None:
+    """Pivot a gold long TABLE into an AnnData-layout Zarr store, or --verify a store."""
+    if verify_path:
+        from lakehouse.matrix.export import verify_store
+
+        with status(f"verifying {verify_path}"):
+            ok, stored, recomputed = verify_store(verify_path, scheduler)
+        if not ok:
+            raise LakehouseError(
+                f"{verify_path}: checksum mismatch (stored {stored}, recomputed {recomputed})"
+            )
+        out.print(f"{verify_path}: checksum {stored} verified", highlight=False)
+        return
+    if not table or not out_path:
+        raise click.UsageError("give TABLE and --out STORE.zarr (or --verify STORE)")
+    from lakehouse.matrix.export import export_matrix
+
+    with status(f"exporting {table}"):
+        result = export_matrix(ctx.spark, ctx.settings, table, out_path, version, scheduler=scheduler)
+    out.print(
+        f"{result.store}: {result.table} v{result.version}, {result.shape[0]} × {result.shape[1]}, "
+        f"checksum {result.checksum} ({result.status})",
+        highlight=False,
+    )
+
+
+@cli.group()
+def experiment() -> None:
+    """Hypothesis-driven experiments (Learn–Design–Build–Test), tracked in MLflow."""
+
+
+@experiment.command("run")
+@click.argument("spec_path", type=click.Path(exists=True, dir_okay=False))
+@pass_context
+def experiment_run(ctx: Context, spec_path: str) -> None:
+    """Run the experiment SPEC.yaml and record its outcome in knowledge.findings."""
+    from ml.experiment import ExperimentSpec, run_experiment
+
+    spec = ExperimentSpec.load(spec_path)
+    with status(f"experiment {spec.name}"):
+        result = run_experiment(ctx.spark, ctx.settings, spec)
+    low, high = result.stats["effect_ci"]
+    out.print(
+        f"{spec.name}: {result.outcome} — {spec.metric} {result.stats['model_value']:.3f} vs baseline "
+        f"{result.stats['baseline_value']:.3f}, effect {result.stats['effect']:+.3f} (95% CI {low:+.3f} to "
+        f"{high:+.3f}; needed > {spec.min_effect}); run {result.run_id}"
+        + (
+            f"; model {spec.registered_name} v{result.model_version}"
+            + (" (champion)" if result.promoted else "")
+            if result.model_version
+            else ""
+        ),
+        highlight=False,
+    )
+
+
+@cli.command()
+@click.option("--negative", is_flag=True, help="Only refuted and inconclusive findings.")
+@click.option("--format", "fmt", type=FORMATS, default="table")
+@pass_context
+def results(ctx: Context, negative: bool, fmt: str) -> None:
+    """List knowledge.findings: one row per experiment iteration, negative results included."""
+    from ml.experiment import findings
+
+    frame = findings(ctx.spark, negative).select(
+        "recorded_at",
+        "experiment",
+        "outcome",
+        "metric",
+        "model_value",
+        "baseline_value",
+        "effect",
+        "effect_ci_low",
+        "effect_ci_high",
+        "min_effect",
+        "run_id",
+        "model_name",
+        "model_version",
+        "hypothesis",
+    )
+    emit_frame(frame, fmt, 10_000)
+
+
+@cli.command()
+@click.argument("model_ref")
+@pass_context
+def lineage(ctx: Context, model_ref: str) -> None:
+    """Trace MODEL@ALIAS (or MODEL/VERSION) to its Delta table versions, validations, readiness, commit."""
+    import mlflow
+
+    from ml.lineage import lineage as trace
+
+    mlflow.set_tracking_uri(ctx.settings.mlflow_tracking_uri)
+    click.echo(json.dumps(trace(ctx.spark, model_ref), indent=2, default=str))
+
+
 class ValidationFailedExit(LakehouseError):
     """Exit status 1 for a failed validation (the table of results is already printed)."""
 
@@ -264,6 +372,37 @@ def synth() -> None:
 
 # Source commands register themselves on the `ingest` and `synth` groups below, one block per source.
 # --- source commands ---
+
+
+# GEO ---------------------------------------------------------------------------------------------------
+@ingest.command("geo")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--shards", default=None, type=int, help="Tasks per big file (default: Spark's parallelism).")
+@pass_context
+def ingest_geo_command(ctx: Context, targets: tuple[str, ...], shards: int | None) -> None:
+    """Land GEO SOFT (family, GSE/GSM/GPL/GDS) and series-matrix files, or accessions (downloaded, cached)."""
+    from lakehouse.sources.geo.ingest import ingest_geo, resolve_inputs
+
+    paths = [str(path) for path in resolve_inputs(list(targets), ctx.settings)]  # before Spark starts
+    with status("landing GEO files"):
+        result = ingest_geo(ctx.spark, ctx.settings, paths, shards=shards)
+    out.print(result.summary(), highlight=False)
+
+
+@synth.command("geo")
+@click.option("--samples", default=8, show_default=True)
+@click.option("--probes", default=200, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--undef-every", default=0, show_default=True, help="Write `Undef` for every N-th value.")
+@click.option(
+    "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output (.soft[.gz])."
+)
+def synth_geo_command(samples: int, probes: int, seed: int, undef_every: int, out_path: str) -> None:
+    """A GEO family SOFT file: annotated platform, samples with characteristics and a disease-state signal."""
+    from lakehouse.synth.geo import write_family_soft
+
+    path = write_family_soft(out_path, samples=samples, probes=probes, seed=seed, undef_every=undef_every)
+    out.print(f"{path}: {samples} samples × {probes} probes, {path.stat().st_size} bytes", highlight=False)
 
 
 # gnomAD ------------------------------------------------------------------------------------------------
@@ -325,7 +464,9 @@ def synth_gnomad_command(records: int, seed: int, out_path: str) -> None:
 def ingest_tcga_command(ctx: Context, paths: tuple[str, ...], release: str | None) -> None:
     """Land GDC/TCGA files (MAF, STAR/HTSeq counts, clinical, sample sheets, BCR XML; kinds told by content)."""
     from lakehouse.sources.tcga import ingest_tcga
+    from lakehouse.sources.tcga.ingest import plan
 
+    plan(list(paths))  # an unrecognisable file fails here, before Spark starts
     with status("landing TCGA/GDC files"):
         result = ingest_tcga(ctx.spark, ctx.settings, list(paths), release=release)
     kinds: dict[str, int] = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from lakehouse.settings import Settings
 
@@ -30,9 +31,43 @@ def _demo(spark, settings: Settings) -> None:
     land_demo(spark, settings)
 
 
+def _tcga(spark, settings: Settings) -> None:
+    from lakehouse.sources.tcga.ingest import land_synthetic
+
+    land_synthetic(spark, settings, cases=24, genes=60)  # enough patients for a held-out split
+
+
+def _gnomad(spark, settings: Settings) -> None:
+    from lakehouse.sources.gnomad.land import land_synthetic
+
+    land_synthetic(spark, settings)
+
+
+def _geo(spark, settings: Settings) -> None:
+    from lakehouse.sources.geo.ingest import land_synthetic
+
+    land_synthetic(spark, settings)
+
+
+SPECS = Path(__file__).resolve().parent.parent / "ml" / "specs"
+
+
+def _experiments(spark, settings: Settings) -> None:
+    """The reference experiments: each outcome, supported or not, lands in knowledge.findings."""
+    from ml.experiment import ExperimentSpec, run_experiment
+
+    for path in sorted(SPECS.glob("*.yaml")):
+        run_experiment(spark, settings, ExperimentSpec.load(path))
+
+
 STAGES: list[Stage] = [
     Stage("catalog", "create the layer databases and every declared table", _catalog),
     Stage("demo", "land the generated demo measurements into bronze", _demo),
+    Stage("tcga", "land a small generated TCGA cohort (MAF, counts, clinical) into silver and gold", _tcga),
+    Stage("gnomad", "land a small generated gnomAD v4-shaped sites VCF into silver and gold", _gnomad),
+    Stage("geo", "land a small generated GEO family SOFT file into silver and gold", _geo),
+    Stage("experiments", "run the reference hypotheses (ml/specs) on the latest validated gold versions",
+          _experiments),
 ]
 
 

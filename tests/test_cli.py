@@ -15,11 +15,19 @@ def landed(tmp_path_factory):
     return env, proc
 
 
-def test_main_job_lists_its_tables(landed):
-    _, proc = landed
-    assert "bronze.demo_measurements" in proc.stdout
-    assert "meta.ingest_runs" in proc.stdout
-    assert "main job: 2 stages" in proc.stderr
+def test_main_job_runs_every_stage_end_to_end(landed):
+    from lakehouse.pipeline import STAGES
+
+    env, proc = landed
+    assert f"main job: {len(STAGES)} stages" in proc.stderr
+    for table in ("bronze.demo_measurements", "silver.tcga_clinical", "gold.tcga_gene_expression",
+                  "silver.gnomad_variants", "gold.geo_gene_expression", "knowledge.findings"):
+        assert table in proc.stdout, table
+    findings = run_cli(env, "results", "--format", "json")
+    assert findings.returncode == 0, findings.stderr
+    outcomes = {f["experiment"]: f["outcome"] for f in json.loads(findings.stdout)}
+    assert set(outcomes) == {"tcga-cancer-type", "geo-disease-state"}
+    assert set(outcomes.values()) <= {"supported", "refuted", "inconclusive"}
 
 
 def test_catalog_persists_across_processes_with_time_travel(landed):
@@ -44,14 +52,14 @@ def test_tables_history_and_csv_output(landed):
     tables = {t["table"]: t for t in json.loads(proc.stdout)}
     assert tables["bronze.demo_measurements"]["version"] == 1
     assert tables["bronze.demo_measurements"]["rows"] == 48
-    assert tables["meta.ingest_runs"]["rows"] == 1
+    assert tables["meta.ingest_runs"]["rows"] >= 5  # demo, tcga, gnomad, geo and experiment runs, at least
 
     proc = run_cli(env, "history", "bronze.demo_measurements", "--format", "json")
     versions = json.loads(proc.stdout)
     assert [v["version"] for v in versions] == [1, 0]
     assert json.loads(versions[0]["userMetadata"])["job"] == "demo"
 
-    proc = run_cli(env, "sql", "--format", "csv", "SELECT job, status FROM meta.ingest_runs")
+    proc = run_cli(env, "sql", "--format", "csv", "SELECT job, status FROM meta.ingest_runs WHERE job = 'demo'")
     assert proc.stdout.splitlines() == ["job,status", "demo,succeeded"]
 
 

@@ -16,19 +16,35 @@ _n = count()
 
 
 def declare():
-    return parse_declaration({
-        "name": f"gold.matrix{next(_n)}", "description": "expression, long form", "licence": "CC0-1.0",
-        "source": "test", "primary_key": ["sample_id", "gene_id"],
-        "columns": [
-            {"name": "sample_id", "type": "string", "nullable": False, "description": "sample"},
-            {"name": "project", "type": "string", "description": "project"},
-            {"name": "gene_id", "type": "string", "nullable": False, "description": "gene", "identifier": "ensembl.gene"},
-            {"name": "gene_name", "type": "string", "description": "symbol", "identifier": "hgnc.symbol"},
-            {"name": "tpm", "type": "double", "description": "TPM", "unit": "TPM"},
-        ],
-        "matrix": {"obs": "sample_id", "var": "gene_id", "value": "tpm", "obs_columns": ["project"],
-                   "var_columns": ["gene_name"]},
-    })
+    return parse_declaration(
+        {
+            "name": f"gold.matrix{next(_n)}",
+            "description": "expression, long form",
+            "licence": "CC0-1.0",
+            "source": "test",
+            "primary_key": ["sample_id", "gene_id"],
+            "columns": [
+                {"name": "sample_id", "type": "string", "nullable": False, "description": "sample"},
+                {"name": "project", "type": "string", "description": "project"},
+                {
+                    "name": "gene_id",
+                    "type": "string",
+                    "nullable": False,
+                    "description": "gene",
+                    "identifier": "ensembl.gene",
+                },
+                {"name": "gene_name", "type": "string", "description": "symbol", "identifier": "hgnc.symbol"},
+                {"name": "tpm", "type": "double", "description": "TPM", "unit": "TPM"},
+            ],
+            "matrix": {
+                "obs": "sample_id",
+                "var": "gene_id",
+                "value": "tpm",
+                "obs_columns": ["project"],
+                "var_columns": ["gene_name"],
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +54,26 @@ def landed(spark, settings, tmp_path_factory):
     rng = np.random.default_rng(3)
     rows = [
         (f"S{s}", "P1" if s < 3 else "P2", f"ENSG{g:011d}", f"GENE{g}", float(rng.gamma(2.0, 10.0)))
-        for s in range(5) for g in range(7) if (s, g) != (4, 6)
+        for s in range(5)
+        for g in range(7)
+        if (s, g) != (4, 6)
     ]
     path = tmp_path_factory.mktemp("matrix") / "rows.txt"
     path.write_text(repr(rows))
     source = InputFile.of(path)
     with IngestRun(spark, settings, job="test matrix", inputs=[source]) as run:
-        frame = spark.createDataFrame(rows, "sample_id string, project string, gene_id string, gene_name string, tpm double")
+        frame = spark.createDataFrame(
+            rows, "sample_id string, project string, gene_id string, gene_name string, tpm double"
+        )
         version = replace_source(spark, with_provenance(frame, source, run), decl, run, source)
     return decl, version, rows
 
 
 def test_export_opens_in_anndata_with_the_delta_values_and_provenance(spark, settings, landed, tmp_path):
     decl, version, rows = landed
-    result = export_matrix(spark, settings, decl.name, tmp_path / "m.zarr", chunk_rows=2, chunk_cols=4, decl=decl)
+    result = export_matrix(
+        spark, settings, decl.name, tmp_path / "m.zarr", chunk_rows=2, chunk_cols=4, decl=decl
+    )
     assert result.status == "written" and result.shape == (5, 7)
     adata = anndata.read_zarr(str(result.store))
     assert adata.shape == (5, 7)
@@ -98,4 +120,6 @@ def test_dask_transforms_match_numpy(spark, settings, landed, tmp_path):
     x = (x - np.nanmean(x, axis=0)) / np.nanstd(x, axis=0)
     np.testing.assert_allclose(np.asarray(adata.layers["scaled"]), x, rtol=1e-4, atol=1e-5, equal_nan=True)
     assert adata.var["highly_variable"].sum() == 3
-    assert set(np.flatnonzero(adata.var["highly_variable"].to_numpy())) == set(np.argsort(variances)[::-1][:3])
+    assert set(np.flatnonzero(adata.var["highly_variable"].to_numpy())) == set(
+        np.argsort(variances)[::-1][:3]
+    )

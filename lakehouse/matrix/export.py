@@ -8,7 +8,8 @@ The declaration of the gold table says how (`matrix:` in its YAML)::
       value: tpm_unstranded
       obs_columns: [case_id, project]  # per-sample columns of the same table
       var_columns: [gene_name]
-      obs_join: {table: silver.geo_samples, on: gsm_id, columns: [title, source_name]}  # optional
+      obs_join: {table: silver.geo_samples, key: gsm_id,               # optional; columns may be
+                 columns: {disease: "characteristics_ch1['disease state']"}}  # names or named SQL
 
 Spark maps every (sample, feature) to its (row, column) index and stages the values as Parquet, one
 partition per block of rows; Dask tasks then each densify one block and write their own Zarr chunks, so the
@@ -129,7 +130,14 @@ def _axis(spark, frame, key: str, columns: tuple[str, ...], join: dict | None):
             f"cannot export: {key} {[r[key] for r in repeated]} has more than one value of {list(columns)}"
         )
     if join:
-        other = spark.table(join["table"]).select(F.col(join["on"]).alias(key), *join.get("columns", []))
+        # columns: a list of column names, or {name: SQL expression} (e.g. a key of a characteristics map)
+        wanted = join.get("columns", [])
+        selected = (
+            [F.expr(expr).alias(name) for name, expr in wanted.items()]
+            if isinstance(wanted, dict)
+            else [F.col(name) for name in wanted]
+        )
+        other = spark.table(join["table"]).select(F.col(join["key"]).alias(key), *selected)
         axis = axis.join(other, on=key, how="left")
     table = axis.orderBy(key).toPandas().set_index(key)
     table.index = table.index.astype(str)
