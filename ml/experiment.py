@@ -99,21 +99,11 @@ def resolve_version(spark, settings: Settings, table: str, version) -> tuple[int
 
 
 def readiness_of(spark, settings: Settings, table: str, version: int) -> float:
-    from pyspark.sql import functions as F
+    """The version's readiness score, scoring it first if it never was."""
+    from lakehouse.quality.readiness import latest_readiness, score_table
 
-    from lakehouse.quality.readiness import score_table
-
-    if spark.catalog.tableExists("quality.readiness"):
-        row = (
-            spark.table("quality.readiness")
-            .filter((F.col("table_name") == table) & (F.col("table_version") == version))
-            .orderBy(F.col("computed_at").desc())
-            .select("overall_score")
-            .first()
-        )
-        if row is not None:
-            return float(row.overall_score)
-    return float(score_table(spark, settings, table, version).overall)
+    stored = latest_readiness(spark, table, version)
+    return stored if stored is not None else float(score_table(spark, settings, table, version).overall)
 
 
 def load_matrix(spark, settings: Settings, table: str, version: int, columns: list[str]):

@@ -271,10 +271,11 @@ def _write_provenance(
     import zarr
     from pyspark.sql import functions as F
 
+    from lakehouse.quality.readiness import latest_readiness
     from lakehouse.quality.validate import RESULTS_TABLE
     from lakehouse.runs import code_version
 
-    validation_ids, readiness = [], None
+    validation_ids = []
     if spark.catalog.tableExists(RESULTS_TABLE):
         validation_ids = sorted(
             r.validation_id
@@ -284,15 +285,7 @@ def _write_provenance(
             .distinct()
             .collect()
         )
-    if spark.catalog.tableExists("quality.readiness"):
-        row = (
-            spark.table("quality.readiness")
-            .filter((F.col("table_name") == table) & (F.col("table_version") == version))
-            .orderBy(F.col("computed_at").desc())
-            .select("overall_score")
-            .first()
-        )
-        readiness = None if row is None else row.overall_score
+    readiness = latest_readiness(spark, table, version)
     root = zarr.open_group(str(store), mode="r+")
     root.attrs["lakehouse"] = {
         "source_table": table,

@@ -60,6 +60,20 @@ class Scorecard:
         return sum(scores) / len(scores) if scores else 0.0
 
 
+def latest_readiness(spark, table: str, version: int) -> float | None:
+    """The newest overall readiness score stored for `table` at `version`, if it was ever scored."""
+    if not spark.catalog.tableExists(READINESS_TABLE):
+        return None
+    row = (
+        spark.table(READINESS_TABLE)
+        .filter((F.col("table_name") == table) & (F.col("table_version") == version))
+        .orderBy(F.col("computed_at").desc())
+        .select("overall_score")
+        .first()
+    )
+    return None if row is None else float(row.overall_score)
+
+
 def score_table(
     spark, settings: Settings, table: str, version: int | None = None, decl: TableDecl | None = None
 ) -> Scorecard:
