@@ -66,8 +66,11 @@ STAGES: list[Stage] = [
     Stage("tcga", "land a small generated TCGA cohort (MAF, counts, clinical) into silver and gold", _tcga),
     Stage("gnomad", "land a small generated gnomAD v4-shaped sites VCF into silver and gold", _gnomad),
     Stage("geo", "land a small generated GEO family SOFT file into silver and gold", _geo),
-    Stage("experiments", "run the reference hypotheses (ml/specs) on the latest validated gold versions",
-          _experiments),
+    Stage(
+        "experiments",
+        "run the reference hypotheses (ml/specs) on the latest validated gold versions",
+        _experiments,
+    ),
 ]
 
 
