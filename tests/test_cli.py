@@ -20,8 +20,14 @@ def test_main_job_runs_every_stage_end_to_end(landed):
 
     env, proc = landed
     assert f"main job: {len(STAGES)} stages" in proc.stderr
-    for table in ("bronze.demo_measurements", "silver.tcga_clinical", "gold.tcga_gene_expression",
-                  "silver.gnomad_variants", "gold.geo_gene_expression", "knowledge.findings"):
+    for table in (
+        "bronze.demo_measurements",
+        "silver.tcga_clinical",
+        "gold.tcga_gene_expression",
+        "silver.gnomad_variants",
+        "gold.geo_gene_expression",
+        "knowledge.findings",
+    ):
         assert table in proc.stdout, table
     findings = run_cli(env, "results", "--format", "json")
     assert findings.returncode == 0, findings.stderr
@@ -59,7 +65,9 @@ def test_tables_history_and_csv_output(landed):
     assert [v["version"] for v in versions] == [1, 0]
     assert json.loads(versions[0]["userMetadata"])["job"] == "demo"
 
-    proc = run_cli(env, "sql", "--format", "csv", "SELECT job, status FROM meta.ingest_runs WHERE job = 'demo'")
+    proc = run_cli(
+        env, "sql", "--format", "csv", "SELECT job, status FROM meta.ingest_runs WHERE job = 'demo'"
+    )
     assert proc.stdout.splitlines() == ["job,status", "demo,succeeded"]
 
 
