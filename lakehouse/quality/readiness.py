@@ -19,7 +19,7 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from lakehouse.quality.expectations import IDENTIFIER_PATTERNS
-from lakehouse.quality.validate import RESULTS_TABLE, current_version, latest_validation, validate_table
+from lakehouse.quality.validate import RESULTS_TABLE, current_version, validation_of
 from lakehouse.runs import IngestRun, utcnow
 from lakehouse.schemas import PROVENANCE_COLUMNS, TableDecl, declaration
 from lakehouse.settings import Settings
@@ -262,12 +262,8 @@ def _semantic(decl: TableDecl, frame) -> list[Check]:
 
 
 def _quality(spark, settings: Settings, decl: TableDecl, version: int, card: Scorecard) -> list[Check]:
-    found = latest_validation(spark, decl.name, version)
-    if found is None:
-        validation = validate_table(spark, settings, decl.name, version, decl=decl)
-        found = (validation.validation_id, validation.success)
-    card.validation_id = found[0]
-    results = spark.table(RESULTS_TABLE).filter(F.col("validation_id") == found[0])
+    card.validation_id, _ = validation_of(spark, settings, decl.name, version, decl=decl)
+    results = spark.table(RESULTS_TABLE).filter(F.col("validation_id") == card.validation_id)
     row = results.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("success").cast("int")).alias("ok")).first()
     failed = [r.expectation_id for r in results.filter(~F.col("success")).select("expectation_id").collect()]
     return [
@@ -275,7 +271,7 @@ def _quality(spark, settings: Settings, decl: TableDecl, version: int, card: Sco
             "quality",
             "expectation_pass_rate",
             row.ok / row.n if row.n else 0.0,
-            f"validation {found[0]}: {row.ok}/{row.n} expectations passed"
+            f"validation {card.validation_id}: {row.ok}/{row.n} expectations passed"
             + (f"; failed: {', '.join(sorted(failed))}" if failed else ""),
         )
     ]

@@ -400,6 +400,22 @@ def failed_expectations(spark, validation_id: str) -> list[str]:
     ]
 
 
+def validation_of(
+    spark,
+    settings: Settings,
+    table: str,
+    version: int,
+    run: IngestRun | None = None,
+    decl: TableDecl | None = None,
+) -> tuple[str, bool]:
+    """(validation_id, success) of `table`@`version`: the stored validation, or a new one if it has none."""
+    found = latest_validation(spark, table, version)
+    if found is None:
+        validation = validate_table(spark, settings, table, version, run=run, decl=decl)
+        found = (validation.validation_id, validation.success)
+    return found
+
+
 def require_passed(
     spark,
     settings: Settings,
@@ -412,11 +428,7 @@ def require_passed(
 
     Raises ValidationFailed, naming the failed expectations, when that version did not pass.
     """
-    found = latest_validation(spark, table, version)
-    if found is None:
-        validation = validate_table(spark, settings, table, version, run=run, decl=decl)
-        found = (validation.validation_id, validation.success)
-    validation_id, success = found
+    validation_id, success = validation_of(spark, settings, table, version, run=run, decl=decl)
     if not success:
         raise ValidationFailed(
             f"{table} version {version} failed validation {validation_id}; not promoted. Failed expectations: "
