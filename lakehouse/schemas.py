@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from lakehouse import identifiers
 from lakehouse.errors import ConfigError
 
 LAYERS = ("bronze", "silver", "gold", "meta", "quality", "knowledge")
@@ -69,6 +70,12 @@ class ColumnDecl:
     unit: str | None = None
     values: tuple[str, ...] | None = None
     vocabulary: tuple[str, ...] | None = None  # controlled terms for the keys of a map column
+    separator: str | None = None  # cells list several identifiers, separated by this
+
+    @property
+    def identifier_regex(self) -> str | None:
+        """What every (element of a) value must match, from the declared identifier system; None if free."""
+        return identifiers.regex(self.identifier, self.separator) if self.identifier else None
 
     def ddl(self) -> str:
         comment = self.description.replace("'", "\\'")
@@ -192,9 +199,15 @@ def parse_declaration(data: dict, path: Path | None = None) -> TableDecl:
                 "unit",
                 "values",
                 "vocabulary",
+                "separator",
             }
             if unknown:
                 raise ConfigError(f"{where}: column {raw.get('name')!r} has unknown keys {sorted(unknown)}")
+            if raw.get("identifier") is not None and raw["identifier"] not in identifiers.SYSTEMS:
+                raise ConfigError(
+                    f"{where}: column {raw.get('name')!r} names an unknown identifier system "
+                    f"{raw['identifier']!r}; known: {sorted(identifiers.SYSTEMS)}"
+                )
             values = tuple(str(v) for v in raw["values"]) if raw.get("values") is not None else None
             vocabulary = (
                 tuple(str(v) for v in raw["vocabulary"]) if raw.get("vocabulary") is not None else None

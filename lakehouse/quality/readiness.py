@@ -18,7 +18,6 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from lakehouse.quality.expectations import IDENTIFIER_PATTERNS
 from lakehouse.quality.validate import RESULTS_TABLE, current_version, validation_of
 from lakehouse.runs import IngestRun, utcnow
 from lakehouse.schemas import PROVENANCE_COLUMNS, TableDecl, declaration
@@ -212,9 +211,7 @@ def _semantic(decl: TableDecl, frame) -> list[Check]:
         row = frame.agg(
             *[F.count(F.col(c.name)).alias(f"n_{c.name}") for c in genes],
             *[
-                F.count(F.when(F.col(c.name).rlike(IDENTIFIER_PATTERNS[c.identifier]), 1)).alias(
-                    f"ok_{c.name}"
-                )
+                F.count(F.when(F.col(c.name).rlike(c.identifier_regex), 1)).alias(f"ok_{c.name}")
                 for c in genes
             ],
         ).first()
