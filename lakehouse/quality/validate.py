@@ -437,6 +437,24 @@ def require_passed(
     return validation_id
 
 
+def gate(spark, settings: Settings, run: IngestRun, tables: list[str]) -> dict[str, DataFrame]:
+    """The promotion gate of a gold build: each input table at the version `run` wrote (else its current one),
+    required to have passed validation; returns those exact versions as DataFrames, to build gold from.
+
+    Raises ValidationFailed naming the failed expectations of every failing input, before gold is touched.
+    """
+    versions = {t: run.targets.get(t, current_version(spark, t)) for t in tables}
+    failures = []
+    for table, version in versions.items() if run.validate else ():  # validate=False: tests, benchmarks
+        try:
+            require_passed(spark, settings, table, version, run=run, decl=run.declarations.get(table))
+        except ValidationFailed as failed:
+            failures.append(str(failed))
+    if failures:
+        raise ValidationFailed(" ".join(failures))
+    return {t: spark.read.option("versionAsOf", v).table(t) for t, v in versions.items()}
+
+
 def latest_passed_version(spark, table: str) -> int | None:
     if not spark.catalog.tableExists(RESULTS_TABLE):
         return None

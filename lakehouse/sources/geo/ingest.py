@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import ensure_table
 from lakehouse.errors import DataError
 from lakehouse.quality.quarantine import QUARANTINE_TABLE, quarantine
+from lakehouse.quality.validate import gate
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
@@ -234,8 +235,10 @@ def ingest_geo(
             clock.tick("values")
 
             if result.values:
-                landed = spark.table(decls["expression"].name).filter(F.col("ingest_run_id") == run.run_id)
-                genes = transform.gene_rows(landed, spark.table(decls["probes"].name))
+                expression, probes = decls["expression"].name, decls["probes"].name
+                inputs = gate(spark, settings, run, [expression, probes])
+                landed = inputs[expression].filter(F.col("ingest_run_id") == run.run_id)
+                genes = transform.gene_rows(landed, inputs[probes])
                 written = run.rows_written
                 upsert(spark, _provenance(genes, sources, run), decls["genes"], run)
                 result.gene_values = run.rows_written - written

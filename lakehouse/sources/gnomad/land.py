@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import ensure_table
 from lakehouse.errors import DataError, SchemaDriftError
 from lakehouse.quality.quarantine import quarantine
+from lakehouse.quality.validate import gate
 from lakehouse.runs import IngestRun, InputFile, utcnow
 from lakehouse.schemas import ColumnDecl, TableDecl, declaration
 from lakehouse.settings import Settings
@@ -312,7 +313,7 @@ def land_file(
         run.rows_read = sum(records for _, records, _ in reported.values())
         _quarantine(spark, run, source, reported)
 
-        landed = spark.table(VARIANTS).where(F.col("source_file") == source.path)
+        landed = gate(spark, settings, run, [VARIANTS])[VARIANTS].where(F.col("source_file") == source.path)
         frequencies = population_frequencies(landed, header)
         versions[FREQUENCIES] = replace_source(
             spark, frequencies, declaration(FREQUENCIES, schemas_dir), run, source

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import ensure_table
 from lakehouse.errors import DataError
 from lakehouse.quality.quarantine import QUARANTINE_TABLE, quarantine
+from lakehouse.quality.validate import gate
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import TableDecl, declaration
 from lakehouse.settings import Settings
@@ -494,17 +495,16 @@ class _Lander:
     def gold(self) -> None:
         if not self.touched_files:
             return
-        batch = self.spark.table(EXPRESSION).filter(F.col("file_name").isin(*self.touched_files))
+        # Gold is built only from the silver versions this run wrote, and only if they passed validation.
+        inputs = gate(self.spark, self.run.settings, self.run, [EXPRESSION, CLINICAL])
+        expression = inputs[EXPRESSION]
+        batch = expression.filter(F.col("file_name").isin(*self.touched_files))
         samples = [r["sample_barcode"] for r in batch.select("sample_barcode").distinct().collect()]
         # The Y copies of pseudo-autosomal genes (ENSG…_PAR_Y) are all zeros in GDC files by construction.
-        rows = (
-            self.spark.table(EXPRESSION)
-            .filter(F.col("sample_barcode").isin(*samples))
-            .filter(~F.col("gene_id").endswith("_PAR_Y"))
+        rows = expression.filter(F.col("sample_barcode").isin(*samples)).filter(
+            ~F.col("gene_id").endswith("_PAR_Y")
         )
-        clinical = self.spark.table(CLINICAL).select(
-            "case_barcode", F.col("project_id").alias("clinical_project")
-        )
+        clinical = inputs[CLINICAL].select("case_barcode", F.col("project_id").alias("clinical_project"))
         newest = Window.partitionBy("sample_barcode", "gene_id").orderBy(
             F.col("aliquot_barcode").desc_nulls_last(), F.col("file_name").desc()
         )
