@@ -12,6 +12,7 @@ Shape of a file (keys not shown are optional)::
     licence: ODbL-1.0
     primary_key: [release, contig, pos, ref, alt]
     partition_by: [contig]
+    cluster_by: [contig, pos]          # columns queries filter on: `lakehouse maintain` Z-orders by them
     provenance: true                   # adds the standard provenance columns (default for bronze/silver/gold)
     properties: {delta.enableChangeDataFeed: "true"}
     columns:
@@ -96,6 +97,9 @@ class TableDecl:
     columns: tuple[ColumnDecl, ...]
     primary_key: tuple[str, ...] = ()
     partition_by: tuple[str, ...] = ()
+    # Columns queries filter on; OPTIMIZE Z-orders files by them (partition columns are skipped: partitioning
+    # already clusters by those).
+    cluster_by: tuple[str, ...] = ()
     properties: dict[str, str] = field(default_factory=dict)
     source: str = ""
     licence: str = ""
@@ -221,7 +225,7 @@ def parse_declaration(data: dict, path: Path | None = None) -> TableDecl:
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ConfigError(f"{where}: columns declared twice: {duplicated}")
-        for key_name in ("primary_key", "partition_by"):
+        for key_name in ("primary_key", "partition_by", "cluster_by"):
             missing = [c for c in data.get(key_name, []) if c not in names]
             if missing:
                 raise ConfigError(f"{where}: {key_name} names undeclared columns {missing}")
@@ -240,6 +244,7 @@ def parse_declaration(data: dict, path: Path | None = None) -> TableDecl:
             columns=tuple(columns),
             primary_key=tuple(data.get("primary_key", [])),
             partition_by=tuple(data.get("partition_by", [])),
+            cluster_by=tuple(data.get("cluster_by", [])),
             properties=dict(data.get("properties", {})),
             source=data.get("source", ""),
             licence=data.get("licence", ""),

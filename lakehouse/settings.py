@@ -31,6 +31,8 @@ class Settings:
     schemas_dir: Path
     validation_engine: str = "auto"
     gx_max_rows: int = 200_000
+    # `lakehouse maintain`: how long VACUUM keeps removed files of tables no finding or model references.
+    vacuum_retention_hours: float = 168.0
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -77,6 +79,13 @@ class Settings:
         if engine not in ("auto", "gx", "batched"):
             raise ConfigError(f"validation_engine must be auto, gx or batched, not {engine!r}")
         gx_max_rows = int(pick("gx_max_rows", "LAKEHOUSE_GX_MAX_ROWS", "200000"))
+        retention = pick("vacuum_retention_hours", "LAKEHOUSE_VACUUM_RETENTION_HOURS", "168")
+        try:
+            vacuum_retention_hours = float(retention)
+        except ValueError:
+            vacuum_retention_hours = -1.0
+        if vacuum_retention_hours < 0:
+            raise ConfigError(f"vacuum_retention_hours must be a number of hours >= 0, not {retention!r}")
 
         spark_conf = {str(k): str(v) for k, v in file_values.get("spark_conf", {}).items()}
         if spark_conf:
@@ -98,6 +107,7 @@ class Settings:
             schemas_dir=schemas_dir,
             validation_engine=engine,
             gx_max_rows=gx_max_rows,
+            vacuum_retention_hours=vacuum_retention_hours,
             origins=origins,
         )
 
@@ -113,6 +123,7 @@ class Settings:
             ("jars_resolver", self.jars_resolver),
             ("schemas_dir", str(self.schemas_dir)),
             ("validation_engine", f"{self.validation_engine} (GX up to {self.gx_max_rows} rows when auto)"),
+            ("vacuum_retention_hours", f"{self.vacuum_retention_hours:g}"),
             ("spark_conf", ", ".join(f"{k}={v}" for k, v in sorted(self.spark_conf.items())) or "(none)"),
         ]
         key_of = {"metastore": "metastore_uri"}
