@@ -16,6 +16,9 @@ collected from Spark. Samples are split into train and held-out sets by `group` 
 both). The effect (model − baseline on the held-out set) gets a paired-bootstrap 95% CI; the outcome is
 `supported` when the CI clears `min_effect`, `refuted` when it falls short, else `inconclusive` — and every
 outcome is kept: tagged on the MLflow run and written to `knowledge.findings`.
+
+`task: survival` specs (ml/survival.py) read a clinical and a mutation table instead of a matrix, fit
+survival models and compare them by Harrell's C (`metric: concordance_index`); the rest is the same.
 """
 
 from __future__ import annotations
@@ -35,14 +38,19 @@ FINDINGS_TABLE = "knowledge.findings"
 SKOPS_TRUSTED = ["numpy.dtype"]
 
 
+TASKS = ("classification", "survival")
+
+
 @dataclass
 class ExperimentSpec:
     name: str
     hypothesis: str
     table: str
-    label: str
     group: str
+    label: str | None = None
     version: int | str = "latest_validated"
+    task: str = "classification"
+    data: dict = field(default_factory=dict)  # the spec's whole `data` mapping (survival: ml/survival.py)
     model: dict = field(default_factory=lambda: {"type": "logistic_regression"})
     baseline: dict = field(default_factory=lambda: {"type": "majority"})
     metric: str = "balanced_accuracy"
@@ -58,21 +66,46 @@ class ExperimentSpec:
         try:
             raw = yaml.safe_load(path.read_text())
             data = raw.pop("data")
-            return cls(
+            task = raw.get("task", "classification")
+            spec = cls(
                 table=data["table"],
-                label=data["label"],
+                label=data["label"] if task == "classification" else data.get("label"),
                 group=data["group"],
                 version=data.get("version", "latest_validated"),
+                data=data,
                 **raw,
             )
+            if spec.task not in TASKS:
+                raise ConfigError(f"{path}: unknown task {spec.task!r}; known: {list(TASKS)}")
+            if spec.task == "survival":
+                from ml.survival import options_of
+
+                options_of(spec.data)
+            return spec
         except (KeyError, TypeError) as exc:
             raise ConfigError(
                 f"{path}: invalid experiment spec ({exc}); see ml/experiment.py for its shape"
             ) from exc
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}" if str(path) not in str(exc) else str(exc)) from exc
 
     @property
     def registered_name(self) -> str:
         return self.model_name or f"lakehouse-{self.name}"
+
+
+@dataclass
+class Prepared:
+    """What an experiment trains and tests on: features, target, the split and the data it came from."""
+
+    x: pd.DataFrame
+    y: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    data_versions: list[dict]
+    columns: dict[str, list[str]]  # column groups a model's `features` can pick; "all" is every column
+    params: dict
+    groups: np.ndarray  # the patient of each row: logged with the split, which is by patient
 
 
 @dataclass
@@ -121,6 +154,10 @@ def load_matrix(spark, settings: Settings, table: str, version: int, columns: li
 
 
 def build_model(config: dict, seed: int):
+    from ml.survival import SURVIVAL_MODELS, build_survival_model
+
+    if config.get("type") in SURVIVAL_MODELS:
+        return build_survival_model(config, seed)
     from sklearn.dummy import DummyClassifier
     from sklearn.feature_selection import SelectKBest, f_classif
     from sklearn.impute import SimpleImputer
@@ -139,18 +176,25 @@ def build_model(config: dict, seed: int):
             steps.append(SelectKBest(f_classif, k=int(config["n_features"])))
         steps += [StandardScaler(), LogisticRegression(C=float(config.get("C", 1.0)), max_iter=2000)]
         return make_pipeline(*steps)
-    raise ConfigError(f"unknown model type {kind!r}: majority, stratified or logistic_regression")
+    raise ConfigError(
+        f"unknown model type {kind!r}: majority, stratified, logistic_regression, cox_ph or gradient_boosted"
+    )
 
 
-def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> ExperimentResult:
-    import mlflow
-    from mlflow.models import infer_signature
+def split_by_group(groups: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices with no group (patient) on both sides."""
     from sklearn.model_selection import GroupShuffleSplit
 
-    from lakehouse.runs import code_version
-    from ml.stats import outcome, paired_bootstrap
-    from ml.tracking import configure, log_environment, log_inputs
+    splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+    train, test = next(splitter.split(np.zeros(len(groups)), groups=groups))
+    if set(groups[train]) & set(groups[test]):
+        raise LakehouseError(
+            "held-out split leaks patients between train and test"
+        )  # guards the splitter's contract
+    return train, test
 
+
+def prepare_classification(spark, settings: Settings, spec: ExperimentSpec) -> Prepared:
     version, validation_id = resolve_version(spark, settings, spec.table, spec.version)
     data_versions = [
         {
@@ -162,16 +206,60 @@ def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> Experimen
     ]
     x, obs = load_matrix(spark, settings, spec.table, version, [spec.label, spec.group])
     y, groups = obs[spec.label].astype(str).to_numpy(), obs[spec.group].astype(str).to_numpy()
-    splitter = GroupShuffleSplit(n_splits=1, test_size=spec.test_size, random_state=spec.seed)
-    train, test = next(splitter.split(x, y, groups))
-    if set(groups[train]) & set(groups[test]):
-        raise LakehouseError(
-            "held-out split leaks patients between train and test"
-        )  # guards the splitter's contract
-    model = build_model(spec.model, spec.seed).fit(x.iloc[train], y[train])
-    baseline = build_model(spec.baseline, spec.seed).fit(x.iloc[train], y[train])
+    train, test = split_by_group(groups, spec.test_size, spec.seed)
+    return Prepared(x, y, train, test, data_versions, {"all": list(x.columns)}, {"label": spec.label}, groups)
+
+
+def prepare_survival(spark, settings: Settings, spec: ExperimentSpec) -> Prepared:
+    from ml.survival import load_survival, prepare
+
+    data = load_survival(spark, settings, spec)
+    groups = data.clinical.index.to_numpy(dtype=str)
+    train, test = split_by_group(groups, spec.test_size, spec.seed)
+    x, columns, params = prepare(data, spec, train)
+    params["n_events_test"] = int(data.event[test].sum())
+    columns = {"all": list(x.columns), **columns}
+    return Prepared(x, data.y, train, test, data.data_versions, columns, params, groups)
+
+
+def features_of(config: dict, prepared: Prepared) -> list[str]:
+    """The columns a model sees: the union of the column groups its `features` names (default: all)."""
+    wanted = config.get("features", ["all"])
+    unknown = set(wanted) - set(prepared.columns)
+    if unknown:
+        raise ConfigError(f"unknown feature groups {sorted(unknown)}; known: {sorted(prepared.columns)}")
+    return [c for c in prepared.x.columns if any(c in prepared.columns[group] for group in wanted)]
+
+
+def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> ExperimentResult:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from lakehouse.runs import code_version
+    from ml.stats import outcome, paired_bootstrap
+    from ml.tracking import configure, log_environment, log_inputs
+
+    if spec.task not in TASKS:
+        raise ConfigError(f"unknown task {spec.task!r}; known: {list(TASKS)}")
+    prepare = prepare_survival if spec.task == "survival" else prepare_classification
+    prepared = prepare(spark, settings, spec)
+    x, y, train, test, data_versions = (
+        prepared.x,
+        prepared.y,
+        prepared.train,
+        prepared.test,
+        prepared.data_versions,
+    )
+    version = data_versions[0]["version"]
+    model_x, baseline_x = x[features_of(spec.model, prepared)], x[features_of(spec.baseline, prepared)]
+    model = build_model(spec.model, spec.seed).fit(model_x.iloc[train], y[train])
+    baseline = build_model(spec.baseline, spec.seed).fit(baseline_x.iloc[train], y[train])
     stats = paired_bootstrap(
-        spec.metric, y[test], model.predict(x.iloc[test]), baseline.predict(x.iloc[test]), seed=spec.seed
+        spec.metric,
+        y[test],
+        model.predict(model_x.iloc[test]),
+        baseline.predict(baseline_x.iloc[test]),
+        seed=spec.seed,
     )
     decided = outcome(stats["effect_ci"], spec.min_effect)
     code = code_version()
@@ -183,17 +271,19 @@ def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> Experimen
         log_environment(spark, code)
         mlflow.log_params(
             {
+                "task": spec.task,
                 "table": spec.table,
                 "table_version": version,
-                "label": spec.label,
                 "group": spec.group,
+                **prepared.params,
                 "metric": spec.metric,
                 "min_effect": spec.min_effect,
                 "test_size": spec.test_size,
                 "seed": spec.seed,
                 "n_train": len(train),
                 "n_test": len(test),
-                "n_features": x.shape[1],
+                "n_features": model_x.shape[1],
+                "n_baseline_features": baseline_x.shape[1],
                 **{f"model.{k}": v for k, v in spec.model.items()},
                 **{f"baseline.{k}": v for k, v in spec.baseline.items()},
             }
@@ -204,6 +294,8 @@ def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> Experimen
                 f"{spec.metric}_ci_low": stats["model_ci"][0],
                 f"{spec.metric}_ci_high": stats["model_ci"][1],
                 f"baseline_{spec.metric}": stats["baseline_value"],
+                f"baseline_{spec.metric}_ci_low": stats["baseline_ci"][0],
+                f"baseline_{spec.metric}_ci_high": stats["baseline_ci"][1],
                 "effect": stats["effect"],
                 "effect_ci_low": stats["effect_ci"][0],
                 "effect_ci_high": stats["effect_ci"][1],
@@ -213,23 +305,34 @@ def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> Experimen
             {
                 "lakehouse.hypothesis": spec.hypothesis,
                 "lakehouse.outcome": decided,
-                "lakehouse.validation_ids": validation_id,
+                "lakehouse.validation_ids": ",".join(d["validation_id"] for d in data_versions),
             }
         )
+        # The held-out patients, so a later model can be compared on exactly the same ones.
+        mlflow.log_dict({spec.group: sorted(set(prepared.groups[test].tolist()))}, "heldout_groups.json")
+        if spec.task == "survival":
+            from ml.survival import hazard_ratios
+
+            ratios = hazard_ratios(model)
+            if ratios is not None:
+                mlflow.log_dict(ratios, "hazard_ratios.json")
         model_version, promoted = None, False
         if spec.register:
-            example = x.iloc[train[:2]]
+            from ml.survival import SKOPS_TRUSTED as SURVIVAL_TRUSTED
+
+            example = model_x.iloc[train[:2]]
             info = mlflow.sklearn.log_model(
                 model,
                 name="model",
                 registered_model_name=spec.registered_name,
                 input_example=example,
                 signature=infer_signature(example, model.predict(example)),
-                # MLflow 3 stores sklearn models with skops, which needs the log1p step's dtype declared safe.
-                skops_trusted_types=SKOPS_TRUSTED,
+                # MLflow 3 stores sklearn models with skops, which needs the log1p step's dtype and
+                # scikit-survival's classes declared safe.
+                skops_trusted_types=SKOPS_TRUSTED + (SURVIVAL_TRUSTED if spec.task == "survival" else []),
             )
             model_version = str(info.registered_model_version)
-            promoted = promote(spec, model_version, model, x.iloc[test], y[test])
+            promoted = promote(spec, model_version, model, model_x.iloc[test], y[test])
             mlflow.set_tag("lakehouse.promoted", str(promoted).lower())
     record_finding(spark, settings, spec, run.info.run_id, data_versions, model_version, stats, decided, code)
     return ExperimentResult(run.info.run_id, decided, stats, data_versions, model_version, promoted)

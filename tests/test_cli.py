@@ -32,7 +32,7 @@ def test_main_job_runs_every_stage_end_to_end(landed):
     findings = run_cli(env, "results", "--format", "json")
     assert findings.returncode == 0, findings.stderr
     outcomes = {f["experiment"]: f["outcome"] for f in json.loads(findings.stdout)}
-    assert set(outcomes) == {"tcga-cancer-type", "geo-disease-state"}
+    assert set(outcomes) == {"tcga-cancer-type", "tcga-survival", "geo-disease-state"}
     assert set(outcomes.values()) <= {"supported", "refuted", "inconclusive"}
 
 
