@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED ?= false
 export MLFLOW_DISABLE_TELEMETRY ?= true
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench lint clean browser
+.PHONY: setup run test bench lint clean browser postgres
 
 setup: $(STAMP)
 	@$(BIN)/lakehouse jars
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/lakehouse run
 
-test: setup browser
+test: setup browser postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Reports and Data Docs are checked in a real headless browser: Debian's Chromium, installed when missing
@@ -35,6 +35,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will skip"; }
+
+# The MLflow-on-PostgreSQL script (infra/mlflow-postgres.sh) is tested against Debian's PostgreSQL, installed
+# the same way; without it that test skips and says why.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	  || echo "postgresql not installed: the MLflow-on-PostgreSQL test will skip"; }
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
