@@ -32,12 +32,24 @@ def ensure_table(spark, decl: TableDecl) -> None:
     key = (id(spark), decl.name)
     if key in _CHECKED:
         return
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {decl.database}")
-    if not spark.catalog.tableExists(decl.name):
-        spark.sql(decl.create_ddl())
-    else:
+    _if_absent(lambda: spark.sql(f"CREATE DATABASE IF NOT EXISTS {decl.database}"))
+    if spark.catalog.tableExists(decl.name) or not _if_absent(lambda: spark.sql(decl.create_ddl())):
         _reconcile(spark, decl)
     _CHECKED.add(key)
+
+
+def _if_absent(create) -> bool:
+    """Run a CREATE; False if another process created the same object between our check and our create
+    (IF NOT EXISTS is not atomic across processes sharing a metastore)."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        create()
+        return True
+    except AnalysisException as exc:
+        if "ALREADY_EXISTS" in str(exc) or "AlreadyExistsException" in str(exc):
+            return False
+        raise
 
 
 def forget_checks() -> None:
@@ -62,6 +74,8 @@ def _reconcile(spark, decl: TableDecl) -> None:
     to_add = []
     for column in decl.columns:
         field = stored.get(column.name)
+        if column.name in decl.evolving:  # arrives with the next write (see TableDecl.evolving)
+            continue
         if field is None:
             if column.name not in pending:
                 raise SchemaDriftError(

@@ -4,6 +4,8 @@ Each carries a message meant for a person: what went wrong, where (table, column
 to do. The CLI prints `str(error)` as one line and exits non-zero.
 """
 
+import re
+
 
 class LakehouseError(Exception):
     """Base of every error the lakehouse raises deliberately."""
@@ -23,3 +25,30 @@ class SchemaDriftError(LakehouseError):
 
 class DataError(LakehouseError):
     """Input data cannot be used as it is (duplicate keys, unreadable file)."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person: our own errors as they are, Spark's without the JVM stack."""
+    if isinstance(exc, LakehouseError):
+        return str(exc)
+    try:
+        from py4j.protocol import Py4JJavaError
+        from pyspark.errors.exceptions.base import PySparkException
+    except ImportError:  # pragma: no cover - pyspark is a hard dependency
+        PySparkException = Py4JJavaError = ()
+    if isinstance(exc, PySparkException):
+        # An error raised in a Python worker (a parser in mapInArrow) reaches us as a PythonException whose
+        # first line is a generic banner: the worker's own last error line is the one that says what failed.
+        raised = re.findall(
+            r"^(?:lakehouse\.errors\.\w+|\w*(?:Error|Exception)): (.+)$", str(exc), re.MULTILINE
+        )
+        if "Python worker" in str(exc).strip().split("\n", 1)[0] and raised:
+            return raised[-1]
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        # "[TABLE_OR_VIEW_NOT_FOUND] The table or view `a`.`b` cannot be found. Verify ... SQLSTATE: 42P01"
+        head, _, _ = message.partition(" Verify the spelling")
+        return head.split(" SQLSTATE:")[0].rstrip("; ")
+    if isinstance(exc, Py4JJavaError):
+        return str(exc.java_exception.toString()).splitlines()[0]
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__

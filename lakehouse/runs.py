@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -19,8 +20,11 @@ from pathlib import Path
 from typing import Self
 
 from lakehouse.catalog import ensure_table
+from lakehouse.errors import describe_error
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
+
+log = logging.getLogger(__name__)
 
 RUNS_TABLE = "meta.ingest_runs"
 
@@ -89,6 +93,7 @@ class IngestRun:
 
     def __enter__(self) -> Self:
         ensure_table(self.spark, declaration(RUNS_TABLE, self.settings.schemas_dir))
+        close_abandoned_runs(self.spark)
         self._write(append=True)
         return self
 
@@ -108,7 +113,7 @@ class IngestRun:
     def _close(self, exc_type, exc) -> None:
         self.status = "failed" if exc else "succeeded"
         if exc is not None:
-            self.error = f"{exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:2000]
+            self.error = f"{exc_type.__name__}: {describe_error(exc)}"[:2000]
         self._write(append=False)
 
     def commit_metadata(self, source: InputFile | None = None) -> str:
@@ -146,7 +151,8 @@ class IngestRun:
 
         decl = declaration(RUNS_TABLE, self.settings.schemas_dir)
         frame = self.spark.createDataFrame([self._row()], schema=decl.spark_schema())
-        with commit_metadata(self.spark, self.commit_metadata()):
+
+        def write():
             if append:
                 frame.writeTo(RUNS_TABLE).append()
                 return
@@ -158,6 +164,95 @@ class IngestRun:
                 .whenNotMatchedInsertAll()
                 .execute()
             )
+
+        with commit_metadata(self.spark, self.commit_metadata()):
+            retry_conflicts(write, RUNS_TABLE)
+
+
+def close_abandoned_runs(spark) -> list[str]:
+    """Mark failed the runs of this host still `running` whose process is gone (killed, machine stopped).
+
+    A process killed with SIGKILL cannot close its own run. A write it had under way never committed (Delta
+    commits are atomic), so that table is at its previous version; only the run's row needs the truth.
+    """
+    from pyspark.sql import functions as F
+
+    host = socket.gethostname()
+    stale = [
+        (row.run_id, row.pid)
+        for row in spark.table(RUNS_TABLE)
+        .filter((F.col("status") == "running") & (F.col("host") == host))
+        .select("run_id", "pid")
+        .collect()
+        if row.pid is not None and not _alive(row.pid)
+    ]
+    if not stale:
+        return []
+    from delta.tables import DeltaTable
+
+    ids = [run_id for run_id, _ in stale]
+    message = F.concat(
+        F.lit("abandoned: process "),
+        F.col("pid").cast("string"),
+        F.lit(f" on {host} ended without closing its run (killed or stopped)"),
+    )
+    retry_conflicts(
+        lambda: DeltaTable.forName(spark, RUNS_TABLE).update(
+            condition=F.col("run_id").isin(ids) & (F.col("status") == "running"),
+            set={"status": F.lit("failed"), "ended_at": F.current_timestamp(), "error": message},
+        ),
+        RUNS_TABLE,
+    )
+    log.warning("closed %d abandoned run(s) of this host: %s", len(ids), ", ".join(ids))
+    return ids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+CONFLICT_RETRIES = 10
+
+
+def retry_conflicts(write, what: str):
+    """Run one Delta commit, again if another writer committed first (Delta's optimistic concurrency).
+
+    Every write the lakehouse makes can be repeated: a MERGE on the table's key, a replace of one source's
+    rows, or an append that did not commit. So a conflict is not an error: re-reading the table and writing
+    again gives the same rows exactly once. The wait grows, with jitter so two writers do not collide again.
+    """
+    import random
+    import time
+
+    import delta.exceptions as conflicts
+
+    kinds = (
+        conflicts.DeltaConcurrentModificationException,
+        conflicts.ConcurrentWriteException,
+        conflicts.MetadataChangedException,
+        conflicts.ProtocolChangedException,
+        conflicts.ConcurrentAppendException,
+        conflicts.ConcurrentDeleteReadException,
+        conflicts.ConcurrentDeleteDeleteException,
+        conflicts.ConcurrentTransactionException,
+    )
+    for attempt in range(1, CONFLICT_RETRIES + 1):
+        try:
+            return write()
+        except kinds as conflict:
+            if attempt == CONFLICT_RETRIES:
+                raise
+            wait = min(0.2 * 2**attempt, 10) * random.uniform(0.5, 1.5)
+            first = str(conflict).splitlines()[0][:200]
+            log.warning("%s: concurrent commit (%s); retry %d in %.1f s", what, first, attempt, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 class commit_metadata:

@@ -110,6 +110,9 @@ class TableDecl:
     # declared rule; the drift check then accepts stored columns it does not list (types are still checked
     # by the source before it adds or writes them).
     dynamic_columns: dict | None = None
+    # Dynamic columns (or nested fields) not stored yet: the next write adds them in the same commit as its
+    # rows (Delta schema evolution), so a write that fails leaves the table's schema as it was.
+    evolving: tuple[str, ...] = ()
     # How the table pivots into an analysis-ready matrix (see lakehouse/matrix/export.py).
     matrix: dict | None = None
 

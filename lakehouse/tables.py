@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.catalog import ensure_table
 from lakehouse.errors import DataError
-from lakehouse.runs import IngestRun, InputFile, commit_metadata
+from lakehouse.runs import IngestRun, InputFile, commit_metadata, retry_conflicts
 from lakehouse.schemas import PROVENANCE_COLUMNS, TableDecl
 
 PROVENANCE_NAMES = tuple(column["name"] for column in PROVENANCE_COLUMNS)
@@ -49,7 +49,9 @@ def conform(frame: DataFrame, decl: TableDecl) -> DataFrame:
         raise DataError(f"cannot write {decl.name}: columns not declared in {decl.origin}: {extra}")
     return frame.select(
         *[
-            (F.col(c.name) if c.name in present else F.lit(None)).cast(c.type).alias(c.name)
+            (F.col(c.name) if c.name in present else F.lit(None))
+            .cast(c.type)
+            .alias(c.name, metadata={"comment": c.description})
             for c in decl.columns
         ]
     )
@@ -83,13 +85,16 @@ def upsert(spark, frame: DataFrame, decl: TableDecl, run: IngestRun, source: Inp
     values = [c for c in decl.column_names if c not in decl.primary_key and c not in PROVENANCE_NAMES]
     changed = " OR ".join(_differs(decl.column(c)) for c in values) or "false"
     with commit_metadata(spark, run.commit_metadata(source)):
-        (
-            DeltaTable.forName(spark, decl.name)
-            .alias("t")
-            .merge(rows.alias("s"), on)
-            .whenMatchedUpdateAll(condition=changed)
-            .whenNotMatchedInsertAll()
-            .execute()
+        retry_conflicts(
+            lambda: (
+                DeltaTable.forName(spark, decl.name)
+                .alias("t")
+                .merge(rows.alias("s"), on)
+                .whenMatchedUpdateAll(condition=changed)
+                .whenNotMatchedInsertAll()
+                .execute()
+            ),
+            decl.name,
         )
     return _record(spark, decl, run)
 
@@ -118,7 +123,7 @@ def replace_sources(
     paths = [source.path for source in sources]
     # DataFrameWriterV2's conditional overwrite is Delta's replaceWhere: delete + insert in one commit.
     with commit_metadata(spark, run.commit_metadata(sources[0] if len(sources) == 1 else None)):
-        rows.writeTo(decl.name).overwrite(F.col("source_file").isin(paths))
+        retry_conflicts(lambda: _writer(rows, decl).overwrite(F.col("source_file").isin(paths)), decl.name)
     return _record(spark, decl, run)
 
 
@@ -133,8 +138,14 @@ def append_rows(
     ensure_table(spark, decl)
     rows = conform(frame, decl)
     with commit_metadata(spark, run.commit_metadata(source)):
-        rows.writeTo(decl.name).append()
+        retry_conflicts(lambda: _writer(rows, decl).append(), decl.name)
     return _record(spark, decl, run, counts_as_written)
+
+
+def _writer(rows: DataFrame, decl: TableDecl):
+    writer = rows.writeTo(decl.name)
+    # Columns the declaration adds (TableDecl.evolving) join the schema in the same commit as the rows.
+    return writer.option("mergeSchema", "true") if decl.evolving else writer
 
 
 def _record(spark, decl: TableDecl, run: IngestRun, counts_as_written: bool = True) -> int:
@@ -150,7 +161,9 @@ def _record(spark, decl: TableDecl, run: IngestRun, counts_as_written: bool = Tr
         .first()
     )
     if commits is None:
-        raise DataError(f"no commit of run {run.run_id} found in the history of {decl.name}")
+        # Delta commits nothing for a write with nothing to do (an empty MERGE source, an empty file's
+        # replace that matches no rows): the table stays where it was and the run wrote no version of it.
+        return DeltaTable.forName(spark, decl.name).history(1).first()["version"]
     metrics = commits["operationMetrics"] or {}
     if "numTargetRowsInserted" in metrics:  # MERGE: copied rows are rewritten, not written
         written = int(metrics["numTargetRowsInserted"]) + int(metrics.get("numTargetRowsUpdated", 0))

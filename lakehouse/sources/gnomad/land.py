@@ -100,8 +100,9 @@ def contig_expression(build: str):
 
 
 def variants_declaration(spark, base: TableDecl, header: VcfHeader) -> TableDecl:
-    """The declared core plus the header's INFO columns, evolved into the stored table under the
-    declared `dynamic_columns` rule: new columns are added; a changed type is refused."""
+    """The declared core plus the header's INFO columns, under the declared `dynamic_columns` rule: new
+    columns (and new annotation sub-fields) are added by the data write itself, in its commit; a changed
+    type is refused."""
     dynamic = {f.column: f for f in header.dynamic_fields}
     for column in dynamic:
         if column in base.column_names:
@@ -130,18 +131,15 @@ def variants_declaration(spark, base: TableDecl, header: VcfHeader) -> TableDecl
                     f"(Number={info.number}, Type={info.type}) makes it {info.spark_type}; type changes are "
                     "refused (write a new table or a new column and migrate the data)"
                 )
-            for sub in merged[len(stored[name].elementType.fields) :]:
-                to_add.append(f"`{name}`.element.`{sub}` string")
+            to_add.append(name)  # new sub-fields of the annotation struct
             stored_type = "array<struct<" + ",".join(f"{s}:string" for s in merged) + ">>"
         columns.append(ColumnDecl(name, stored_type, True, _describe(info) if info else "INFO field"))
     for name, info in dynamic.items():
         if name not in stored:
             columns.append(ColumnDecl(name, info.spark_type, True, _describe(info)))
             if exists:
-                to_add.append(f"`{name}` {info.spark_type} COMMENT '{_quote(_describe(info))}'")
-    decl = replace(base, columns=tuple(columns))
-    if to_add:
-        spark.sql(f"ALTER TABLE {base.name} ADD COLUMNS ({', '.join(to_add)})")
+                to_add.append(name)
+    decl = replace(base, columns=tuple(columns), evolving=tuple(to_add))
     ensure_table(spark, decl)
     return decl
 
@@ -161,10 +159,6 @@ def _merged_annotation(stored_type, info: InfoField) -> list[str] | None:
 
 def _describe(info: InfoField) -> str:
     return f"INFO {info.id} (Number={info.number}, Type={info.type}): {info.description}"[:1000]
-
-
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
 # ---------------------------------------------------------------------------------------------- reading
