@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lakehouse import metastore
 from lakehouse.errors import EnvironmentProblem
 from lakehouse.jars import coordinate_sets, ensure_jars
 from lakehouse.settings import Settings
@@ -65,12 +66,7 @@ def spark_conf(settings: Settings, jars: str) -> dict[str, str]:
         # Delta rebuilds table state with 50 tasks by default: right for a cluster, pure overhead on one
         # machine with small logs (halves the cost of a tracked ingest run here).
         conf["spark.databricks.delta.snapshotPartitions"] = "2"
-    if settings.metastore_uri:
-        conf["spark.hadoop.hive.metastore.uris"] = settings.metastore_uri
-    else:
-        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
-            f"jdbc:derby:;databaseName={settings.metastore_db};create=true"
-        )
+    conf.update(metastore.spark_conf(settings))
     conf.update(settings.spark_conf)
     return conf
 
