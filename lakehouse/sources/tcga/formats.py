@@ -173,6 +173,14 @@ def sniff(path: str | Path) -> Sniffed:
     header_line = lines[index].rstrip("\r")
     fields = header_line.split("\t")
     lower = [f.strip().lower() for f in fields]
+    first_spelling: dict[str, str] = {}
+    for name in (f.strip() for f in fields):
+        other = first_spelling.setdefault(name.lower(), name)
+        if other != name:
+            raise DataError(
+                f"{path}: line {index + 1}: columns {other!r} and {name!r} differ only in case; which one holds "
+                "the data is ambiguous: rename or drop one"
+            )
     snaked = set(snake_unique(fields))
     second = lines[index + 1].split("\t") if index + 1 < len(lines) else []
 
