@@ -8,6 +8,7 @@ metastore, caches (Delta jars), reports and the local MLflow store. A setting's 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,16 +119,35 @@ class Settings:
             ("cache_dir", str(self.cache_dir)),
             ("warehouse_dir", self.warehouse_dir),
             ("spark_master", self.spark_master),
-            ("metastore", self.metastore_uri or f"embedded Derby at {self.metastore_db}"),
-            ("mlflow_tracking_uri", self.mlflow_tracking_uri),
+            ("metastore", redact_uri(self.metastore_uri) or f"embedded Derby at {self.metastore_db}"),
+            ("mlflow_tracking_uri", redact_uri(self.mlflow_tracking_uri)),
             ("jars_resolver", self.jars_resolver),
             ("schemas_dir", str(self.schemas_dir)),
             ("validation_engine", f"{self.validation_engine} (GX up to {self.gx_max_rows} rows when auto)"),
             ("vacuum_retention_hours", f"{self.vacuum_retention_hours:g}"),
-            ("spark_conf", ", ".join(f"{k}={v}" for k, v in sorted(self.spark_conf.items())) or "(none)"),
+            (
+                "spark_conf",
+                ", ".join(f"{k}={redact(k, v)}" for k, v in sorted(self.spark_conf.items())) or "(none)",
+            ),
         ]
         key_of = {"metastore": "metastore_uri"}
         return [(name, value, self.origins.get(key_of.get(name, name), "default")) for name, value in rows]
+
+
+# Keys whose values are credentials (Spark's own `spark.redaction.regex`, widened): never printed or logged.
+SECRET_KEY = re.compile(
+    r"(?i)secret|password|passwd|token|access[._-]?key|credential|private[._-]?key|api[._-]?key"
+)
+REDACTED = "*********(redacted)"
+
+
+def redact(key: str, value: str) -> str:
+    return REDACTED if SECRET_KEY.search(key) else value
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """A URI without the password of its user-info part (`https://user:pw@host` → `https://user:***@host`)."""
+    return re.sub(r"(?<=://)([^/:@]+):[^/@]+@", r"\1:" + REDACTED + "@", uri) if uri else uri
 
 
 def _read_toml(path: Path) -> dict:

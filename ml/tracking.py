@@ -6,7 +6,7 @@ import json
 import os
 from importlib import metadata
 
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, redact
 
 PACKAGES = (
     "pyspark",
@@ -75,6 +75,9 @@ def log_environment(spark, code_version: str) -> None:
     mlflow.set_tag("lakehouse.code_version", code_version)
     mlflow.set_tag("mlflow.source.git.commit", code_version)
     mlflow.log_dict(
-        {"packages": package_versions(), "spark_conf": dict(sorted(spark.sparkContext.getConf().getAll()))},
+        {
+            "packages": package_versions(),
+            "spark_conf": {k: redact(k, v) for k, v in sorted(spark.sparkContext.getConf().getAll())},
+        },
         "environment.json",
     )
