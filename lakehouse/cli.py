@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -354,6 +355,84 @@ def lineage(ctx: Context, model_ref: str) -> None:
 
     mlflow.set_tracking_uri(ctx.settings.mlflow_tracking_uri)
     click.echo(json.dumps(trace(ctx.spark, model_ref), indent=2, default=str))
+
+
+@cli.command()
+@click.argument("tables", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Change nothing; list the files VACUUM would delete.")
+@click.option("--format", "fmt", type=FORMATS, default="table")
+@pass_context
+def maintain(ctx: Context, tables: tuple[str, ...], dry_run: bool, fmt: str) -> None:
+    """OPTIMIZE (Z-ordered by declared cluster_by) and VACUUM TABLES (default: every bronze, silver and gold
+    table), never deleting the files of a version a finding or a registered model references."""
+    from lakehouse import maintenance
+
+    with jvm_stdout_to_stderr():
+        spark = ctx.spark
+    references = maintenance.referenced_versions(spark, ctx.settings)
+    reports = []
+    for name in tables or maintenance.data_tables(spark):
+        with status(f"{'planning' if dry_run else 'maintaining'} {name}"):
+            reports.append(maintenance.maintain(spark, ctx.settings, name, dry_run, references))
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in reports], indent=1))
+        return
+    deleted = "vacuum_would_delete" if dry_run else "vacuum_deleted"
+    emit(
+        [
+            "table",
+            "files_before",
+            "files_after",
+            "optimize_removed",
+            "optimize_added",
+            "zorder_by",
+            "keep_removed_since",
+            deleted,
+            "protected_versions",
+            "run_id",
+        ],
+        [
+            [
+                r.table,
+                r.files_before,
+                r.files_after,
+                r.optimize_files_removed,
+                r.optimize_files_added,
+                ",".join(r.zorder_by),
+                r.keep_removed_since,
+                len(r.vacuum_files) if dry_run else r.vacuum_files_deleted,
+                "; ".join(f"v{v}: {', '.join(why)}" for v, why in sorted(r.protected.items())),
+                r.run_id,
+            ]
+            for r in reports
+        ],
+        fmt,
+    )
+    for report in reports:
+        for version, why in sorted(report.unavailable.items()):
+            err.print(
+                f"warning: {report.table} v{version} is referenced ({', '.join(why)}) but no longer in "
+                "its Delta log: time travel to it was already impossible",
+                highlight=False,
+            )
+        if dry_run and fmt == "table":
+            for path in report.vacuum_files:
+                out.print(f"DRY RUN {report.table}: would delete {path}", highlight=False)
+
+
+@contextmanager
+def jvm_stdout_to_stderr():
+    """Start the JVM (when this block starts it) with its stdout on our stderr: Delta's VACUUM prints
+    `Deleted N files…` on the JVM's stdout, which would corrupt `--format json`."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class ValidationFailedExit(LakehouseError):
