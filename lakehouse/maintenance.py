@@ -341,7 +341,7 @@ def _plan_vacuum(
     unused = [row for row in stats if _relative(row["path"], base) not in kept]
     if not unused:
         return None
-    removed_at = _removal_times(spark, base)
+    removed_at = _removal_times(spark, base, commits)
     chosen = []
     for row in unused:
         key = _relative(row["path"], base)
@@ -376,18 +376,19 @@ def _relative(path: str, base: str) -> str:
     return unquote(path)
 
 
-def _removal_times(spark, base: str) -> dict[str, int]:
-    """When each file was removed from the table (its tombstone's deletionTimestamp), from the log's
-    commits and checkpoints. A file missing here was never committed, or its tombstone has expired."""
+def _removal_times(spark, base: str, versions) -> dict[str, int]:
+    """When each file was removed from the table (its tombstone's deletionTimestamp), from the commits still
+    in `_delta_log` (`versions`, as the table's history lists them). A file missing here was never
+    committed, or was removed by a commit the log no longer holds: older than the log retention, which for a
+    referenced table outlives its oldest referenced version (see _protect_log)."""
     from pyspark.sql import functions as F
 
-    log = f"{base}/_delta_log"
-    schema = "remove struct<path:string,deletionTimestamp:bigint>"
-    commits = spark.read.schema(schema).option("pathGlobFilter", "*.json").json(log)
-    checkpoints = spark.read.schema(schema).option("pathGlobFilter", "*.checkpoint*.parquet").parquet(log)
+    commits = [f"{base}/_delta_log/{version:020d}.json" for version in sorted(versions)]
     removed = {}
     for row in (
-        commits.unionByName(checkpoints)
+        spark.read.schema("remove struct<path:string,deletionTimestamp:bigint>")
+        .option("ignoreMissingFiles", "true")  # a commit cleaned up since the history was read
+        .json(commits)
         .where(F.col("remove").isNotNull())
         .groupBy("remove.path")
         .agg(F.max("remove.deletionTimestamp").alias("at"))
