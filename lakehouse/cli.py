@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from lakehouse.errors import LakehouseError
+from lakehouse.errors import LakehouseError, describe_error
 from lakehouse.settings import Settings
 
 out = Console()
@@ -635,6 +635,27 @@ def serve_sql_command(ctx: Context, host: str, port: int) -> None:
     serve_sql(ctx.settings, port, host)
 
 
+@serve.command("catalog")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=1527, show_default=True, help="Derby network server port.")
+@pass_context
+def serve_catalog_command(ctx: Context, host: str, port: int) -> None:
+    """Share the warehouse's catalog between processes (Derby network server over its metastore_db).
+
+    Other processes then set `metastore_uri = "jdbc:derby://HOST:PORT/"` and may run at the same time.
+    """
+    from lakehouse.metastore import serve
+
+    err.print(
+        f"catalog {ctx.settings.metastore_db} served on {host}:{port}: set "
+        f"LAKEHOUSE_METASTORE_URI=jdbc:derby://{host}:{port}/ in the processes sharing it; Ctrl-C stops it",
+        highlight=False,
+    )
+    code = serve(ctx.settings, host, port)
+    if code:
+        raise LakehouseError(f"the Derby network server exited with status {code}")
+
+
 def emit_frame(frame, fmt: str, limit: int) -> None:
     rows = frame.limit(limit).collect()
     emit(frame.columns, [[row[c] for c in frame.columns] for row in rows], fmt)
@@ -654,26 +675,6 @@ def emit(columns: list[str], rows: list[list], fmt: str) -> None:
         for row in rows:
             table.add_row(*["" if v is None else str(v) for v in row])
         out.print(table)
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for a person: our own errors as they are, Spark's without the JVM stack."""
-    if isinstance(exc, LakehouseError):
-        return str(exc)
-    try:
-        from py4j.protocol import Py4JJavaError
-        from pyspark.errors.exceptions.base import PySparkException
-    except ImportError:  # pragma: no cover - pyspark is a hard dependency
-        PySparkException = Py4JJavaError = ()
-    if isinstance(exc, PySparkException):
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        # "[TABLE_OR_VIEW_NOT_FOUND] The table or view `a`.`b` cannot be found. Verify ... SQLSTATE: 42P01"
-        head, _, _ = message.partition(" Verify the spelling")
-        return head.split(" SQLSTATE:")[0].rstrip("; ")
-    if isinstance(exc, Py4JJavaError):
-        return str(exc.java_exception.toString()).splitlines()[0]
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
 
 
 def main(argv: list[str] | None = None) -> int:
