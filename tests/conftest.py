@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+# Cases of tests/reliability/ record their observed outcomes here; the summary prints them (see catalogue.py).
+RELIABILITY_LEDGER = Path(
+    os.environ.get("LAKEHOUSE_RELIABILITY_LEDGER")
+    or Path(tempfile.gettempdir()) / f"lakehouse-reliability-{os.getpid()}.json"  # one per test session
+)
+
+
+def pytest_sessionstart(session):
+    RELIABILITY_LEDGER.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The reliability catalogue's ledger: every case with its observed outcome, and the totals."""
+    import json
+
+    if not RELIABILITY_LEDGER.exists():
+        return
+    entries = json.loads(RELIABILITY_LEDGER.read_text())
+    terminalreporter.section("reliability catalogue")
+    for e in entries:
+        terminalreporter.line(f"{e['case']}: {e['outcome']}")
+    totals = {k: sum(e[k] for e in entries) for k in ("rows_lost", "partial_commits", "duplicates")}
+    terminalreporter.line(
+        f"{len(entries)} cases; rows lost {totals['rows_lost']}, partial commits {totals['partial_commits']}, "
+        f"duplicates {totals['duplicates']} (ledger: {RELIABILITY_LEDGER})"
+    )
