@@ -5,6 +5,7 @@ from itertools import count
 import numpy as np
 import pytest
 
+from lakehouse.errors import DataError
 from lakehouse.matrix.export import export_matrix, stored_provenance, verify_store
 from lakehouse.matrix.transforms import transform_store
 from lakehouse.runs import IngestRun, InputFile
@@ -15,10 +16,10 @@ anndata = pytest.importorskip("anndata")
 _n = count()
 
 
-def declare():
+def declare(name: str | None = None, **matrix):
     return parse_declaration(
         {
-            "name": f"gold.matrix{next(_n)}",
+            "name": name or f"gold.matrix{next(_n)}",
             "description": "expression, long form",
             "licence": "CC0-1.0",
             "source": "test",
@@ -42,9 +43,20 @@ def declare():
                 "value": "tpm",
                 "obs_columns": ["project"],
                 "var_columns": ["gene_name"],
+                **matrix,
             },
         }
     )
+
+
+def land(spark, settings, decl, rows, path):
+    path.write_text(repr(rows))
+    source = InputFile.of(path)
+    with IngestRun(spark, settings, job="test matrix", inputs=[source]) as run:
+        frame = spark.createDataFrame(
+            rows, "sample_id string, project string, gene_id string, gene_name string, tpm double"
+        )
+        return replace_source(spark, with_provenance(frame, source, run), decl, run, source)
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +70,7 @@ def landed(spark, settings, tmp_path_factory):
         for g in range(7)
         if (s, g) != (4, 6)
     ]
-    path = tmp_path_factory.mktemp("matrix") / "rows.txt"
-    path.write_text(repr(rows))
-    source = InputFile.of(path)
-    with IngestRun(spark, settings, job="test matrix", inputs=[source]) as run:
-        frame = spark.createDataFrame(
-            rows, "sample_id string, project string, gene_id string, gene_name string, tpm double"
-        )
-        version = replace_source(spark, with_provenance(frame, source, run), decl, run, source)
+    version = land(spark, settings, decl, rows, tmp_path_factory.mktemp("matrix") / "rows.txt")
     return decl, version, rows
 
 
@@ -88,7 +93,17 @@ def test_export_opens_in_anndata_with_the_delta_values_and_provenance(spark, set
     meta = stored_provenance(result.store)
     assert meta["source_table"] == decl.name and meta["delta_version"] == version
     assert len(meta["validation_ids"]) == 1 and meta["checksum"] == result.checksum
-    assert meta["code_version"]
+    assert meta["validation_id"] == meta["validation_ids"][0] and meta["validation_passed"] is True
+    assert meta["code_version"] and meta["readiness_score"] is None  # never scored
+    # AnnData carries the same provenance in uns (a version never scored has no readiness there).
+    uns = adata.uns["lakehouse"]
+    assert (uns["source_table"], int(uns["delta_version"]), uns["checksum"]) == (
+        decl.name,
+        version,
+        result.checksum,
+    )
+    assert uns["validation_id"] == meta["validation_id"] and bool(uns["validation_passed"])
+    assert "readiness_score" not in uns and "obs_join" not in uns
 
 
 def test_reexport_is_a_noop_and_verify_detects_tampering(spark, settings, landed, tmp_path):
@@ -122,4 +137,31 @@ def test_dask_transforms_match_numpy(spark, settings, landed, tmp_path):
     assert adata.var["highly_variable"].sum() == 3
     assert set(np.flatnonzero(adata.var["highly_variable"].to_numpy())) == set(
         np.argsort(variances)[::-1][:3]
+    )
+
+
+def test_feature_columns_that_differ_between_rows_are_refused_unless_a_reduction_is_declared(
+    spark, settings, tmp_path
+):
+    # As GEO platforms do with Entrez ids: one feature annotated differently (or not at all) in other rows.
+    strict = declare()
+    rows = [
+        ("S0", "P1", "ENSG00000000000", "B-NAME", 1.0),
+        ("S1", "P1", "ENSG00000000000", "A-NAME", 2.0),
+        ("S2", "P1", "ENSG00000000000", None, 3.0),
+        ("S0", "P1", "ENSG00000000001", "GENE1", 4.0),
+    ]
+    land(spark, settings, strict, rows, tmp_path / "rows.txt")
+    with pytest.raises(
+        DataError, match=r"gene_id \['ENSG00000000000'\] has more than one value of \['gene_name'\]"
+    ):
+        export_matrix(spark, settings, strict.name, tmp_path / "strict.zarr", decl=strict)
+    assert not (tmp_path / "strict.zarr").exists()
+    reduced = declare(strict.name, var_columns={"gene_name": "min(gene_name)"})
+    result = export_matrix(spark, settings, strict.name, tmp_path / "m.zarr", decl=reduced)
+    adata = anndata.read_zarr(str(result.store))
+    assert list(adata.var["gene_name"]) == ["A-NAME", "GENE1"]  # min ignores the missing annotation
+    assert list(adata.obs["project"]) == ["P1", "P1", "P1"]
+    np.testing.assert_array_equal(
+        np.asarray(adata.X), np.array([[1.0, 4.0], [2.0, np.nan], [3.0, np.nan]], dtype="float32")
     )

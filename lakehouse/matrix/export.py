@@ -6,8 +6,9 @@ The declaration of the gold table says how (`matrix:` in its YAML)::
       obs: sample_barcode              # one row of X per distinct value
       var: gene_id                     # one column of X per distinct value
       value: tpm_unstranded
-      obs_columns: [case_id, project]  # per-sample columns of the same table
-      var_columns: [gene_name]
+      obs_columns: [case_id, project]  # per-sample columns of the same table: one value per sample
+      var_columns: [gene_name]         # or {name: SQL aggregate} where rows of one key may differ,
+                                       # e.g. {entrez_id: "min(entrez_id)"}
       obs_join: {table: silver.geo_samples, key: gsm_id,               # optional; columns may be
                  columns: {disease: "characteristics_ch1['disease state']"}}  # names or named SQL
 
@@ -26,7 +27,7 @@ import hashlib
 import json
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,9 @@ class MatrixSpec:
     obs_columns: tuple[str, ...] = ()
     var_columns: tuple[str, ...] = ()
     obs_join: dict | None = None
+    # Columns declared as {name: SQL aggregate}: computed per key instead of required to be single-valued.
+    obs_aggregates: dict[str, str] = field(default_factory=dict)
+    var_aggregates: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, decl: TableDecl) -> MatrixSpec:
@@ -56,13 +60,17 @@ class MatrixSpec:
             raise ConfigError(
                 f"{decl.name} declares no `matrix:` section in {decl.origin}; it cannot be exported"
             )
+        obs_columns = raw.get("obs_columns") or []
+        var_columns = raw.get("var_columns") or []
         return cls(
             raw["obs"],
             raw["var"],
             raw["value"],
-            tuple(raw.get("obs_columns", [])),
-            tuple(raw.get("var_columns", [])),
+            tuple(obs_columns),
+            tuple(var_columns),
             raw.get("obs_join"),
+            dict(obs_columns) if isinstance(obs_columns, dict) else {},
+            dict(var_columns) if isinstance(var_columns, dict) else {},
         )
 
 
@@ -98,8 +106,10 @@ def export_matrix(
         return ExportResult(out, table, version, tuple(existing["shape"]), existing["checksum"], "unchanged")
 
     frame = spark.read.option("versionAsOf", version).table(table)
-    obs = _axis(spark, frame, spec.obs, spec.obs_columns, spec.obs_join)
-    var = _axis(spark, frame, spec.var, spec.var_columns, None)
+    # The per-sample columns of another table are read at one pinned version, recorded with the export.
+    join_version = current_version(spark, spec.obs_join["table"]) if spec.obs_join else None
+    obs = _axis(spark, frame, spec.obs, spec.obs_columns, spec.obs_aggregates, spec.obs_join, join_version)
+    var = _axis(spark, frame, spec.var, spec.var_columns, spec.var_aggregates, None)
     staging_root = settings.home / "tmp" / f"export-{uuid.uuid4().hex}"
     building = out.with_name(f".{out.name}.building-{uuid.uuid4().hex[:8]}")
     try:
@@ -108,7 +118,17 @@ def export_matrix(
         block_hashes = _write_blocks(building, staging_root / "values", chunk_rows, len(var), scheduler)
         checksum = content_checksum(obs.index, var.index, block_hashes)
         _write_provenance(
-            spark, settings, building, table, version, (len(obs), len(var)), checksum, spec, chunk_rows
+            spark,
+            settings,
+            building,
+            table,
+            version,
+            (len(obs), len(var)),
+            checksum,
+            spec,
+            chunk_rows,
+            join_version,
+            decl,
         )
         if out.exists():
             shutil.rmtree(out)
@@ -119,16 +139,30 @@ def export_matrix(
     return ExportResult(out, table, version, (len(obs), len(var)), checksum, "written")
 
 
-def _axis(spark, frame, key: str, columns: tuple[str, ...], join: dict | None):
-    """Distinct values of `key` (sorted) with their per-key columns, as a pandas frame indexed by key."""
+def _axis(
+    spark,
+    frame,
+    key: str,
+    columns: tuple[str, ...],
+    aggregates: dict[str, str],
+    join: dict | None,
+    join_version: int = 0,
+):
+    """Distinct values of `key` (sorted) with their per-key columns, as a pandas frame indexed by key; with
+    `join`, more columns from another table at `join_version`."""
     from pyspark.sql import functions as F
 
-    axis = frame.select(key, *columns).distinct()
+    single = [c for c in columns if c not in aggregates]
+    axis = frame.select(key, *single).distinct()
     repeated = axis.groupBy(key).count().filter(F.col("count") > 1).limit(3).collect()
     if repeated:
         raise DataError(
-            f"cannot export: {key} {[r[key] for r in repeated]} has more than one value of {list(columns)}"
+            f"cannot export: {key} {[r[key] for r in repeated]} has more than one value of {single}; "
+            'declare how to reduce it in the table\'s `matrix:` section (e.g. {column: "min(column)"})'
         )
+    if aggregates:
+        reduced = frame.groupBy(key).agg(*[F.expr(expr).alias(name) for name, expr in aggregates.items()])
+        axis = axis.join(reduced, on=key, how="inner").select(key, *columns)
     if join:
         # columns: a list of column names, or {name: SQL expression} (e.g. a key of a characteristics map)
         wanted = join.get("columns", [])
@@ -137,7 +171,11 @@ def _axis(spark, frame, key: str, columns: tuple[str, ...], join: dict | None):
             if isinstance(wanted, dict)
             else [F.col(name) for name in wanted]
         )
-        other = spark.table(join["table"]).select(F.col(join["key"]).alias(key), *selected)
+        other = (
+            spark.read.option("versionAsOf", join_version)
+            .table(join["table"])
+            .select(F.col(join["key"]).alias(key), *selected)
+        )
         axis = axis.join(other, on=key, how="left")
     table = axis.orderBy(key).toPandas().set_index(key)
     table.index = table.index.astype(str)
@@ -267,31 +305,34 @@ def _write_provenance(
     checksum: str,
     spec: MatrixSpec,
     chunk_rows: int,
+    join_version: int | None,
+    decl: TableDecl,
 ) -> None:
+    """The store's provenance, in the root attributes and as `uns['lakehouse']` (what AnnData reads)."""
     import zarr
     from pyspark.sql import functions as F
 
     from lakehouse.quality.readiness import latest_readiness
-    from lakehouse.quality.validate import RESULTS_TABLE
+    from lakehouse.quality.validate import RESULTS_TABLE, validation_of
     from lakehouse.runs import code_version
 
-    validation_ids = []
-    if spark.catalog.tableExists(RESULTS_TABLE):
-        validation_ids = sorted(
-            r.validation_id
-            for r in spark.table(RESULTS_TABLE)
-            .filter((F.col("table_name") == table) & (F.col("table_version") == version))
-            .select("validation_id")
-            .distinct()
-            .collect()
-        )
-    readiness = latest_readiness(spark, table, version)
-    root = zarr.open_group(str(store), mode="r+")
-    root.attrs["lakehouse"] = {
+    # The version's stored validation, or one made now: every store names the validation of what it holds.
+    validation_id, passed = validation_of(spark, settings, table, version, decl=decl)
+    validation_ids = sorted(
+        r.validation_id
+        for r in spark.table(RESULTS_TABLE)
+        .filter((F.col("table_name") == table) & (F.col("table_version") == version))
+        .select("validation_id")
+        .distinct()
+        .collect()
+    )
+    meta = {
         "source_table": table,
         "delta_version": version,
+        "validation_id": validation_id,
+        "validation_passed": bool(passed),
         "validation_ids": validation_ids,
-        "readiness_score": readiness,
+        "readiness_score": latest_readiness(spark, table, version),
         "code_version": code_version(),
         "checksum": checksum,
         "checksum_algorithm": "sha256 over obs/var names and row blocks of X (float32, C order)",
@@ -300,6 +341,37 @@ def _write_provenance(
         "value": spec.value,
         "exported_at": dt.datetime.now(dt.UTC).isoformat(),
     }
+    if spec.obs_join:
+        meta["obs_join"] = {"table": spec.obs_join["table"], "delta_version": join_version}
+    root = zarr.open_group(str(store), mode="r+")
+    root.attrs["lakehouse"] = meta
+    _write_uns(root["uns"], "lakehouse", meta)
+
+
+def _write_uns(group, name: str, values: dict) -> None:
+    """A dict in AnnData's encoding (nested dicts, strings, numbers, lists); None values are left out, since
+    AnnData has no encoding for them (the root attributes keep them as null)."""
+    child = group.create_group(name)
+    child.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            _write_uns(child, key, value)
+        elif isinstance(value, str):
+            array = child.create_array(key, shape=(), dtype=str)
+            array[()] = value
+            array.attrs.update({"encoding-type": "string", "encoding-version": "0.2.0"})
+        elif isinstance(value, bool | int | float):
+            array = child.create_array(key, shape=(), dtype=np.asarray(value).dtype)
+            array[()] = value
+            array.attrs.update({"encoding-type": "numeric-scalar", "encoding-version": "0.2.0"})
+        elif value and all(isinstance(v, bool | int | float) for v in value):
+            data = np.asarray(value)
+            child.create_array(key, shape=data.shape, dtype=data.dtype, chunks=data.shape)[:] = data
+            child[key].attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        else:
+            _write_string_array(child, key, list(value))
 
 
 def stored_provenance(store: Path) -> dict | None:
