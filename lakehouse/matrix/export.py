@@ -264,10 +264,11 @@ def _write_block(store: str, staged: str, block: int, chunk_rows: int, n_var: in
 
     start, stop = block * chunk_rows, min((block + 1) * chunk_rows, n_obs)
     dense = np.full((stop - start, n_var), np.nan, dtype="float32")
-    values = pq.read_table(f"{staged}/_block={block}").to_pydict() if n_var else {}
-    if values:
-        rows = np.asarray(values["_i"], dtype="int64") - start
-        dense[rows, np.asarray(values["_j"], dtype="int64")] = np.asarray(values["_v"], dtype="float32")
+    if n_var:
+        # Columns straight to NumPy: a block holds millions of values, too many for Python lists.
+        values = pq.read_table(f"{staged}/_block={block}", columns=["_i", "_j", "_v"])
+        rows = values.column("_i").to_numpy().astype("int64") - start
+        dense[rows, values.column("_j").to_numpy().astype("int64")] = values.column("_v").to_numpy()
     zarr.open_array(f"{store}/X", mode="r+")[start:stop, :] = dense
     return hashlib.sha256(dense.tobytes()).hexdigest()
 
