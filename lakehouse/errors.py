@@ -47,8 +47,21 @@ def describe_error(exc: BaseException) -> str:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         # "[TABLE_OR_VIEW_NOT_FOUND] The table or view `a`.`b` cannot be found. Verify ... SQLSTATE: 42P01"
         head, _, _ = message.partition(" Verify the spelling")
-        return head.split(" SQLSTATE:")[0].rstrip("; ")
+        return _with_root_cause(head.split(" SQLSTATE:")[0].rstrip("; "), getattr(exc, "_origin", None))
     if isinstance(exc, Py4JJavaError):
-        return str(exc.java_exception.toString()).splitlines()[0]
+        return _with_root_cause(str(exc.java_exception.toString()).splitlines()[0], exc.java_exception)
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+
+
+def _with_root_cause(line: str, java_exception) -> str:
+    """Append the innermost JVM cause (e.g. `java.io.IOException: No space left on device`), which Spark's
+    own message ("Task failed while writing rows") leaves out."""
+    cause, seen = java_exception, 0
+    try:
+        while cause is not None and cause.getCause() is not None and seen < 20:
+            cause, seen = cause.getCause(), seen + 1
+        root = str(cause.toString()).splitlines()[0] if cause is not None and seen else ""
+    except Exception:  # noqa: BLE001 - the JVM may be gone; the line is still worth printing
+        root = ""
+    return f"{line} (caused by {root})" if root and root not in line else line

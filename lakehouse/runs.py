@@ -107,7 +107,14 @@ class IngestRun:
             except Exception as error:
                 self._close(type(error), error)
                 raise
-        self._close(exc_type, exc)
+        try:
+            self._close(exc_type, exc)
+        except Exception as closing:
+            if exc is None:
+                raise
+            # The run's own failure (a full disk, say) is what the user must see; the run's row stays
+            # `running` and the next run on this host closes it as abandoned.
+            log.warning("could not record the failure of run %s: %s", self.run_id, describe_error(closing))
         return False
 
     def _close(self, exc_type, exc) -> None:
