@@ -5,11 +5,20 @@ import json
 import pytest
 from conftest import error_lines, lakehouse_env, run_cli
 
+SECRETS = ("sentinel-spark-conf-7f3a", "sentinel-aws-secret-91c2", "sentinel-mlflow-pw-5d0e")
+
 
 @pytest.fixture(scope="module")
 def landed(tmp_path_factory):
     """A warehouse where one process has run the main job (and then exited)."""
-    env = lakehouse_env(tmp_path_factory.mktemp("cli-home"))
+    # Credentials a user might have in the environment and in the Spark conf: they must never reach a log,
+    # an MLflow run or a Delta commit (test_no_credential_reaches_logs_runs_or_commits).
+    env = lakehouse_env(
+        tmp_path_factory.mktemp("cli-home"),
+        LAKEHOUSE_SPARK_CONF=f"spark.lakehouse.store.password={SECRETS[0]}",
+        AWS_SECRET_ACCESS_KEY=SECRETS[1],
+        MLFLOW_TRACKING_PASSWORD=SECRETS[2],
+    )
     proc = run_cli(env, "run")
     assert proc.returncode == 0, proc.stderr
     return env, proc
@@ -97,3 +106,30 @@ def test_config_shows_effective_values_and_origins(tmp_path):
     line = next(line for line in proc.stdout.splitlines() if "spark_master" in line)
     assert "spark://127.0.0.1:7077" in line and "lakehouse.toml" in line
     assert str(tmp_path) in proc.stdout
+
+
+def test_no_credential_reaches_logs_runs_or_commits(landed):
+    """Grep everything the full run wrote (logs, Delta logs, MLflow store, reports, catalog) and printed."""
+    from pathlib import Path
+
+    env, proc = landed
+    config = run_cli(env, "config")
+    assert config.returncode == 0 and "spark.lakehouse.store.password=*********(redacted)" in config.stdout
+    printed = proc.stdout + proc.stderr + config.stdout + config.stderr
+    home = Path(env["LAKEHOUSE_HOME"])
+    files = [p for p in home.rglob("*") if p.is_file() and "cache" not in p.relative_to(home).parts]
+    assert len(files) > 100  # the run wrote its tables, logs, MLflow store and reports here
+    found = {
+        (secret, str(path.relative_to(home)))
+        for path in files
+        for secret in SECRETS
+        if secret.encode() in path.read_bytes()
+    }
+    found |= {(secret, "output") for secret in SECRETS if secret in printed}
+    assert found == set()
+    from reliability.catalogue import record
+
+    record(
+        "credentials in logs, runs and commits",
+        f"0 of {len(SECRETS)} planted secrets found in {len(files)} files",
+    )
