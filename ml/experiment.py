@@ -237,7 +237,7 @@ def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> Experimen
 
     from lakehouse.runs import code_version
     from ml.stats import outcome, paired_bootstrap
-    from ml.tracking import configure, log_environment, log_inputs
+    from ml.tracking import configure, log_environment, log_inputs, tracked_run
 
     if spec.task not in TASKS:
         raise ConfigError(f"unknown task {spec.task!r}; known: {list(TASKS)}")
@@ -264,9 +264,9 @@ def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> Experimen
     decided = outcome(stats["effect_ci"], spec.min_effect)
     code = code_version()
 
-    configure(settings, spec.name)
-    mlflow.set_experiment(spec.name)
-    with mlflow.start_run(run_name=f"{spec.name}@{spec.table}v{version}") as run:
+    experiment_id = configure(settings, spec.name)
+    # A run the tracking server cannot be told about ends as one clear error and is marked FAILED later.
+    with tracked_run(settings, f"{spec.name}@{spec.table}v{version}", experiment_id) as run:
         log_inputs(spark, [{**d, "context": "training"} for d in data_versions])
         log_environment(spark, code)
         mlflow.log_params(
