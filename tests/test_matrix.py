@@ -144,12 +144,14 @@ def test_feature_columns_that_differ_between_rows_are_refused_unless_a_reduction
     spark, settings, tmp_path
 ):
     # As GEO platforms do with Entrez ids: one feature annotated differently (or not at all) in other rows.
+    # A missing value is no second value (HTSeq files name no genes): ENSG…1 keeps its one name.
     strict = declare()
     rows = [
         ("S0", "P1", "ENSG00000000000", "B-NAME", 1.0),
         ("S1", "P1", "ENSG00000000000", "A-NAME", 2.0),
         ("S2", "P1", "ENSG00000000000", None, 3.0),
         ("S0", "P1", "ENSG00000000001", "GENE1", 4.0),
+        ("S2", "P1", "ENSG00000000001", None, 5.0),
     ]
     land(spark, settings, strict, rows, tmp_path / "rows.txt")
     with pytest.raises(
@@ -163,5 +165,10 @@ def test_feature_columns_that_differ_between_rows_are_refused_unless_a_reduction
     assert list(adata.var["gene_name"]) == ["A-NAME", "GENE1"]  # min ignores the missing annotation
     assert list(adata.obs["project"]) == ["P1", "P1", "P1"]
     np.testing.assert_array_equal(
-        np.asarray(adata.X), np.array([[1.0, 4.0], [2.0, np.nan], [3.0, np.nan]], dtype="float32")
+        np.asarray(adata.X), np.array([[1.0, 4.0], [2.0, np.nan], [3.0, 5.0]], dtype="float32")
     )
+    # Without the conflicting feature, the strict declaration exports, the missing name filled in.
+    land(spark, settings, strict, [r for r in rows if r[2] != "ENSG00000000000"], tmp_path / "rows.txt")
+    result = export_matrix(spark, settings, strict.name, tmp_path / "strict.zarr", decl=strict)
+    adata = anndata.read_zarr(str(result.store))
+    assert list(adata.var["gene_name"]) == ["GENE1"] and list(adata.obs_names) == ["S0", "S2"]

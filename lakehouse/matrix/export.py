@@ -149,20 +149,21 @@ def _axis(
     join_version: int = 0,
 ):
     """Distinct values of `key` (sorted) with their per-key columns, as a pandas frame indexed by key; with
-    `join`, more columns from another table at `join_version`."""
+    `join`, more columns from another table at `join_version`.
+
+    A column not declared with an aggregate must have one value per key; a missing value is not a second
+    one (HTSeq count files name no genes, STAR files of the same genes do)."""
     from pyspark.sql import functions as F
 
     single = [c for c in columns if c not in aggregates]
-    axis = frame.select(key, *single).distinct()
-    repeated = axis.groupBy(key).count().filter(F.col("count") > 1).limit(3).collect()
-    if repeated:
-        raise DataError(
-            f"cannot export: {key} {[r[key] for r in repeated]} has more than one value of {single}; "
-            'declare how to reduce it in the table\'s `matrix:` section (e.g. {column: "min(column)"})'
+    if single or aggregates:
+        axis = frame.groupBy(key).agg(
+            *[F.first(c, ignorenulls=True).alias(c) for c in single],
+            *[F.expr(expr).alias(name) for name, expr in aggregates.items()],
+            *[F.size(F.collect_set(c)).alias(f"_values_{c}") for c in single],
         )
-    if aggregates:
-        reduced = frame.groupBy(key).agg(*[F.expr(expr).alias(name) for name, expr in aggregates.items()])
-        axis = axis.join(reduced, on=key, how="inner").select(key, *columns)
+    else:
+        axis = frame.select(key).distinct()
     if join:
         # columns: a list of column names, or {name: SQL expression} (e.g. a key of a characteristics map)
         wanted = join.get("columns", [])
@@ -178,6 +179,14 @@ def _axis(
         )
         axis = axis.join(other, on=key, how="left")
     table = axis.orderBy(key).toPandas().set_index(key)
+    counts = [f"_values_{c}" for c in single]
+    repeated = list(table.index[(table[counts] > 1).any(axis=1)][:3]) if counts else []
+    if repeated:
+        raise DataError(
+            f"cannot export: {key} {repeated} has more than one value of {single}; declare how to reduce "
+            'it in the table\'s `matrix:` section (e.g. {column: "min(column)"})'
+        )
+    table = table[[*columns, *[c for c in table.columns if c not in columns and c not in counts]]]
     table.index = table.index.astype(str)
     return table
 
