@@ -80,6 +80,7 @@ def test_export_opens_in_anndata_with_the_delta_values_and_provenance(spark, set
         spark, settings, decl.name, tmp_path / "m.zarr", chunk_rows=2, chunk_cols=4, decl=decl
     )
     assert result.status == "written" and result.shape == (5, 7)
+    assert list(result.seconds) == ["axes_spark", "staging_spark", "blocks_dask", "provenance"]
     adata = anndata.read_zarr(str(result.store))
     assert adata.shape == (5, 7)
     assert list(adata.obs_names) == [f"S{s}" for s in range(5)]
@@ -144,7 +145,7 @@ def test_feature_columns_that_differ_between_rows_are_refused_unless_a_reduction
     spark, settings, tmp_path
 ):
     # As GEO platforms do with Entrez ids: one feature annotated differently (or not at all) in other rows.
-    # A missing value is no second value (HTSeq files name no genes): ENSG…1 keeps its one name.
+    # A missing value is no second value (HTSeq files name no genes): ENSG…1, named once, is not refused.
     strict = declare()
     rows = [
         ("S0", "P1", "ENSG00000000000", "B-NAME", 1.0),
@@ -167,8 +168,3 @@ def test_feature_columns_that_differ_between_rows_are_refused_unless_a_reduction
     np.testing.assert_array_equal(
         np.asarray(adata.X), np.array([[1.0, 4.0], [2.0, np.nan], [3.0, 5.0]], dtype="float32")
     )
-    # Without the conflicting feature, the strict declaration exports, the missing name filled in.
-    land(spark, settings, strict, [r for r in rows if r[2] != "ENSG00000000000"], tmp_path / "rows.txt")
-    result = export_matrix(spark, settings, strict.name, tmp_path / "strict.zarr", decl=strict)
-    adata = anndata.read_zarr(str(result.store))
-    assert list(adata.var["gene_name"]) == ["GENE1"] and list(adata.obs_names) == ["S0", "S2"]

@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ class ExportResult:
     shape: tuple[int, int]
     checksum: str
     status: str  # "written" or "unchanged"
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase of a written export
 
 
 def export_matrix(
@@ -105,18 +107,22 @@ def export_matrix(
     if existing and existing.get("source_table") == table and existing.get("delta_version") == version:
         return ExportResult(out, table, version, tuple(existing["shape"]), existing["checksum"], "unchanged")
 
+    clock = _Clock()
     frame = spark.read.option("versionAsOf", version).table(table)
     # The per-sample columns of another table are read at one pinned version, recorded with the export.
     join_version = current_version(spark, spec.obs_join["table"]) if spec.obs_join else None
     obs = _axis(spark, frame, spec.obs, spec.obs_columns, spec.obs_aggregates, spec.obs_join, join_version)
     var = _axis(spark, frame, spec.var, spec.var_columns, spec.var_aggregates, None)
+    clock.tick("axes_spark")
     staging_root = settings.home / "tmp" / f"export-{uuid.uuid4().hex}"
     building = out.with_name(f".{out.name}.building-{uuid.uuid4().hex[:8]}")
     try:
         _stage_blocks(spark, frame, spec, obs, var, staging_root / "values", chunk_rows)
+        clock.tick("staging_spark")
         _create_layout(building, obs, var, chunk_rows, chunk_cols)
         block_hashes = _write_blocks(building, staging_root / "values", chunk_rows, len(var), scheduler)
         checksum = content_checksum(obs.index, var.index, block_hashes)
+        clock.tick("blocks_dask")
         _write_provenance(
             spark,
             settings,
@@ -130,13 +136,25 @@ def export_matrix(
             join_version,
             decl,
         )
+        clock.tick("provenance")
         if out.exists():
             shutil.rmtree(out)
         building.rename(out)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
         shutil.rmtree(building, ignore_errors=True)
-    return ExportResult(out, table, version, (len(obs), len(var)), checksum, "written")
+    shape = (len(obs), len(var))
+    return ExportResult(out, table, version, shape, checksum, "written", clock.seconds)
+
+
+class _Clock:
+    def __init__(self):
+        self.last, self.seconds = time.perf_counter(), {}
+
+    def tick(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self.last, 2)
+        self.last = now
 
 
 def _axis(
