@@ -108,6 +108,7 @@ def test_export_throughput_vs_numpy_to_zarr(spark, settings, tmp_path):
             "export_values_per_s": round(values / export_seconds),
             "numpy_values_per_s": round(values / numpy_seconds),
             "export_vs_numpy": round(numpy_seconds / export_seconds, 3),
+            "export_phases_seconds": result.seconds,
             "validation_seconds_before_export": round(validate_seconds, 2),
             "validation_engine": validation.engine,
             "chunks": list(x.chunks),
