@@ -343,7 +343,11 @@ def test_shared_files_land_and_reingest_adds_nothing(spark, settings, shared_dat
         "sample_sheet",
     }
     # Mutations: LAML (2,207) and minimalist BRCA (645) land; the vcf2maf layout file's TUMOR rows cannot.
-    mutations = spark.table("silver.tcga_mutations")
+    # Only this test's files: other modules (the survival experiment) land generated MAFs in the same session.
+    shared_files = [str(p) for p in tcga.rglob("*") if p.is_file()] + [
+        str(p.resolve()) for p in tcga.rglob("*") if p.is_file()
+    ]
+    mutations = spark.table("silver.tcga_mutations").filter(F.col("source_file").isin(shared_files))
     assert mutations.count() == 2207 + 645
     laml = pd.read_csv(tcga / "maftools_tcga_laml.maf.gz", sep="\t", dtype=str)
     got = {
@@ -392,7 +396,7 @@ def test_shared_files_land_and_reingest_adds_nothing(spark, settings, shared_dat
         "N_ambiguous": 318096,
     }
     # Clinical: one row per case, from Biotab + annotation (LAML) and BCR XML (BRCA).
-    clinical = spark.table("silver.tcga_clinical")
+    clinical = spark.table("silver.tcga_clinical").filter(F.col("source_file").isin(shared_files))
     assert clinical.count() == clinical.select("case_barcode").distinct().count() == 200 + 3
     laml_case = clinical.filter(F.col("case_barcode") == "TCGA-AB-2802").first()
     assert (laml_case["overall_survival_days"], laml_case["death_event"], laml_case["primary_diagnosis"]) == (
@@ -413,7 +417,7 @@ def test_shared_files_land_and_reingest_adds_nothing(spark, settings, shared_dat
     mapped = samples.filter(F.col("barcode") == "TCGA-AB-3007-03A-01T-0736-13").first()
     assert mapped["sample_type"] == "Primary Blood Derived Cancer - Peripheral Blood"
     # Gold: one row per sample × gene for the two mapped count files.
-    gold = spark.table("gold.tcga_gene_expression")
+    gold = spark.table("gold.tcga_gene_expression").filter(F.col("case_barcode") == "TCGA-A1-A0SF")
     assert {r["sample_barcode"]: r["count"] for r in gold.groupBy("sample_barcode").count().collect()} == {
         "TCGA-A1-A0SF-01A": 95,  # 96 genes less the _PAR_Y copy of CD99
         "TCGA-A1-A0SF-11A": 50,
