@@ -167,12 +167,18 @@ def run(ctx: Context, stages: tuple[str, ...]) -> None:
 
     spark = ctx.spark
     started = time.monotonic()
+    marks: list[tuple[str, float]] = []  # (stage, when it started)
 
     def progress(stage):
+        marks.append((stage.name, time.monotonic()))
         err.print(f"[bold]▶ {stage.name}[/bold]: {stage.description}", highlight=False)
 
     ran = run_main(spark, ctx.settings, list(stages) or None, progress=progress)
-    err.print(f"main job: {len(ran)} stages in {time.monotonic() - started:.1f} s", highlight=False)
+    ends = [when for _, when in marks[1:]] + [time.monotonic()]
+    spent = ", ".join(f"{name} {end - when:.1f} s" for (name, when), end in zip(marks, ends, strict=True))
+    err.print(
+        f"main job: {len(ran)} stages in {time.monotonic() - started:.1f} s ({spent})", highlight=False
+    )
     infos = list_tables(spark)
     emit(
         ["table", "layer", "version", "rows", "last_change", "operation"],
