@@ -9,6 +9,7 @@ once (a re-ingest of the same file adds nothing anywhere).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,8 +129,7 @@ def ingest_tcga(spark, settings: Settings, paths: list[str | Path], release: str
         lander.clinical(
             [s for k in ("clinical_tsv", "clinical_biotab", "clinical_xml") for s in by_kind.get(k, [])]
         )
-        for maf in by_kind.get("maf", []):
-            lander.maf(maf)
+        lander.mafs(by_kind.get("maf", []))
         lander.counts(by_kind.get("star_counts", []) + by_kind.get("htseq_counts", []))
         lander.samples()
         lander.gold()
@@ -320,19 +320,29 @@ class _Lander:
         )
 
     # --- MAF --------------------------------------------------------------------------------------
-    def maf(self, item: Sniffed) -> None:
-        lines = readers.read_lines(self.spark, [item.path])
-        parsed = parse_maf(lines, item.header, item.maf_version).withColumn(
-            "source_file", F.lit(str(item.path))
-        )
-        mapped = self.mapping.get(item.path.name, {})
+    def mafs(self, items: list[Sniffed]) -> None:
+        """Every MAF of the run parsed with its own header, then one quarantine append and one MERGE: a run
+        adds one version of silver.tcga_mutations however many MAF files it brings."""
+        if not items:
+            return
+        per_file = [
+            parse_maf(readers.read_lines(self.spark, [item.path]), item.header, item.maf_version).select(
+                "*",
+                F.lit(str(item.path)).alias("source_file"),
+                F.lit(self.mapping.get(item.path.name, {}).get("project_id"))
+                .cast("string")
+                .alias("mapped_project"),
+            )
+            for item in items
+        ]
         clinical = self.spark.table(CLINICAL).select(
             "case_barcode", F.col("project_id").alias("clinical_project")
         )
         parsed = (
-            parsed.join(clinical, on="case_barcode", how="left")
-            .withColumn("project_id", F.coalesce(F.lit(mapped.get("project_id")), F.col("clinical_project")))
-            .drop("clinical_project")
+            functools.reduce(DataFrame.unionByName, per_file)
+            .join(clinical, on="case_barcode", how="left")
+            .withColumn("project_id", F.coalesce(F.col("mapped_project"), F.col("clinical_project")))
+            .drop("clinical_project", "mapped_project")
             .persist()
         )
         try:
@@ -343,24 +353,26 @@ class _Lander:
             barcodes = (
                 good.select(
                     F.col("tumor_sample_barcode").alias("barcode"),
+                    "source_file",
                     "project_id",
                     F.col("tumor_sample_uuid").alias("aliquot_id"),
                 )
                 .unionByName(
                     good.select(
                         F.col("matched_norm_sample_barcode").alias("barcode"),
+                        "source_file",
                         "project_id",
                         F.col("matched_norm_sample_uuid").alias("aliquot_id"),
                     )
                 )
                 .filter(F.col("barcode").isNotNull())
-                .groupBy("barcode")
+                .groupBy("barcode", "source_file")
                 .agg(F.max("project_id").alias("project_id"), F.max("aliquot_id").alias("aliquot_id"))
             )
             self.barcodes.append(
                 barcodes.select(
                     "barcode",
-                    F.lit(str(item.path)).alias("source_file"),
+                    "source_file",
                     "project_id",
                     F.lit(None).cast("string").alias("case_id"),
                     F.lit(None).cast("string").alias("sample_id"),
