@@ -276,43 +276,6 @@ def test_shared_files_land_side_by_side_and_match_cyvcf2(spark, settings, shared
     assert again[0].skipped and _version(spark, "silver.gnomad_variants") == before
 
 
-def test_synthetic_bad_records_go_to_quarantine_and_truncation_fails_cleanly(spark, settings, tmp_path):
-    from lakehouse.sources.gnomad import land_file
-
-    source = write_gnomad_vcf(tmp_path / "gnomad.v4.1.genomes.sites.vcf.bgz", records=120, seed=5)
-    with gzip.open(source, "rt") as handle:
-        lines = handle.read().splitlines(keepends=True)
-    first_data = next(i for i, line in enumerate(lines) if not line.startswith("#"))
-    lines[first_data + 3] = (
-        lines[first_data + 3]
-        .replace("\tPASS\t", "\tPASS\tBOGUS=1;", 1)
-        .replace("\tAS_VQSR\t", "\tAS_VQSR\tBOGUS=1;", 1)
-        .replace("\tAC0;AS_VQSR\t", "\tAC0;AS_VQSR\tBOGUS=1;", 1)
-    )
-    bad_line = first_data + 4  # 1-based
-    damaged = tmp_path / "damaged.v4.1.genomes.vcf.gz"
-    damaged.write_bytes(gzip.compress("".join(lines).encode()))  # plain gzip: one task
-    landed = land_file(spark, settings, damaged)
-    assert (landed.records, landed.quarantined) == (120, 1)
-    kept = spark.table("quality.quarantine").where(f"source_file = '{landed.path}'").first()
-    assert kept["line_number"] == bad_line and "BOGUS" in kept["reason"] and kept["record"].startswith("chr1")
-    assert _count(spark, "silver.gnomad_variants", f"source_file = '{landed.path}'") == landed.rows
-    assert landed.rows >= 119
-
-    split = spark.table("silver.gnomad_variants").where(
-        f"source_file = '{landed.path}' AND n_alt_alleles_in_record = 2"
-    )
-    assert split.count() >= 2 and {r["allele_index"] for r in split.collect()} == {1, 2}
-    before = _version(spark, "silver.gnomad_variants")
-    truncated = tmp_path / "truncated.v4.1.genomes.vcf.bgz"
-    truncated.write_bytes(source.read_bytes()[: len(source.read_bytes()) // 2])
-    with pytest.raises(DataError, match="truncated"):
-        land_file(spark, settings, truncated)
-    assert _version(spark, "silver.gnomad_variants") == before
-    failed = spark.table("meta.ingest_runs").where("job = 'ingest-gnomad' AND status = 'failed'").count()
-    assert failed >= 1
-
-
 def test_info_type_change_is_refused_naming_table_and_column(spark, settings, tmp_path, shared_data):
     from lakehouse.errors import SchemaDriftError
     from lakehouse.sources.gnomad import land_file

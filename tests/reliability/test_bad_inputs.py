@@ -155,6 +155,8 @@ def test_bad_records_are_quarantined_with_line_and_reason_and_the_rest_lands(spa
     lost = alleles(good) - landed.count()
     duplicated = duplicates(landed, VARIANT_KEY)
     assert (lost, duplicated) == (0, 0)
+    split = landed.filter(F.col("n_alt_alleles_in_record") == 2).select("pos", "allele_index").collect()
+    assert split and {r.allele_index for r in split} == {1, 2}  # multi-allelic records: one row per ALT
     for case, target in targets.items():
         row = kept[target + 1]
         assert re.search(BAD_RECORDS[case][1], row.reason), (case, row.reason)
