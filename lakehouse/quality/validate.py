@@ -107,6 +107,19 @@ def validate_table(
     decl: TableDecl | None = None,
 ) -> Validation:
     """Validate `table` at `version` (default: current), store results, quarantine violating rows."""
+    validation = _evaluate(spark, settings, table, version, engine, decl)
+    if run is None:
+        with IngestRun(spark, settings, job=f"validate {table}") as own:
+            _store(spark, settings, [validation], own)
+    else:
+        _store(spark, settings, [validation], run)
+    return validation
+
+
+def _evaluate(
+    spark, settings: Settings, table: str, version: int | None, engine: str | None, decl: TableDecl | None
+) -> Validation:
+    """Run `table`@`version`'s suite; nothing is written."""
     decl = decl or declaration(table, settings.schemas_dir)
     version = current_version(spark, table) if version is None else version
     frame = spark.read.option("versionAsOf", version).table(table)
@@ -116,13 +129,7 @@ def validate_table(
         results = run_gx(spark, settings, decl, version, frame, expectations)
     else:
         results = run_batched(spark, frame, expectations)
-    validation = Validation(uuid.uuid4().hex, table, version, f"{table}.suite", results, chosen)
-    if run is None:
-        with IngestRun(spark, settings, job=f"validate {table}") as own:
-            _store(spark, settings, validation, own)
-    else:
-        _store(spark, settings, validation, run)
-    return validation
+    return Validation(uuid.uuid4().hex, table, version, f"{table}.suite", results, chosen)
 
 
 def unexpected_rows(spark, frame: DataFrame, expectation: Expectation) -> DataFrame | None:
@@ -318,8 +325,9 @@ def data_docs_index(settings: Settings):
     return settings.home / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def _store(spark, settings: Settings, validation: Validation, run: IngestRun) -> None:
-    from lakehouse.quality.quarantine import quarantine
+def _store(spark, settings: Settings, validations: list[Validation], run: IngestRun) -> None:
+    """Every result of `validations` in one append to the results table, then the violating rows of each
+    failed validation into quarantine."""
     from lakehouse.tables import append_rows
 
     decl = declaration(RESULTS_TABLE, settings.schemas_dir)
@@ -347,11 +355,21 @@ def _store(spark, settings: Settings, validation: Validation, run: IngestRun) ->
             "ingest_run_id": run.run_id,
             "validated_at": now,
         }
+        for validation in validations
         for r in validation.results
     ]
-    append_rows(spark, spark.createDataFrame(rows, decl.spark_schema()), decl, run, counts_as_written=False)
-    if validation.success:
-        return
+    if rows:
+        append_rows(
+            spark, spark.createDataFrame(rows, decl.spark_schema()), decl, run, counts_as_written=False
+        )
+    for validation in validations:
+        if not validation.success:
+            _quarantine_violations(spark, validation, run)
+
+
+def _quarantine_violations(spark, validation: Validation, run: IngestRun) -> None:
+    from lakehouse.quality.quarantine import quarantine
+
     frame = spark.read.option("versionAsOf", validation.version).table(validation.table)
     for result in validation.failed:
         if not result.expectation.row_level:
@@ -468,11 +486,25 @@ def latest_passed_version(spark, table: str) -> int | None:
 
 
 def validate_run_targets(spark, settings: Settings, run: IngestRun) -> list[Validation]:
-    """Validate every data-table version a run wrote that has not been validated yet."""
-    done = []
-    for table, version in sorted(run.targets.items()):
-        if table.split(".")[0] in DATA_LAYERS and latest_validation(spark, table, version) is None:
-            done.append(
-                validate_table(spark, settings, table, version, run=run, decl=run.declarations.get(table))
-            )
+    """Validate every data-table version a run wrote that has not been validated yet; one lookup of what is
+    validated and one append of the results, however many tables the run wrote."""
+    targets = {t: v for t, v in sorted(run.targets.items()) if t.split(".")[0] in DATA_LAYERS}
+    if not targets:
+        return []
+    validated = set()
+    if spark.catalog.tableExists(RESULTS_TABLE):
+        validated = {
+            (r.table_name, r.table_version)
+            for r in spark.table(RESULTS_TABLE)
+            .filter(F.col("table_name").isin(*targets))
+            .select("table_name", "table_version")
+            .distinct()
+            .collect()
+        }
+    done = [
+        _evaluate(spark, settings, table, version, None, run.declarations.get(table))
+        for table, version in targets.items()
+        if (table, version) not in validated
+    ]
+    _store(spark, settings, done, run)
     return done
