@@ -468,6 +468,18 @@ def test_generated_cohort_lands_with_every_row_joined_to_a_case(spark, settings,
     from lakehouse.synth.tcga import generate_tcga
 
     made = generate_tcga(tmp_path / "cohort", cases=12, genes=200, seed=5)
+    # A second caller's MAF reporting one of the same mutations with other read counts (per-caller MAFs do):
+    # the mutation lands once, from the file landed last.
+    first_maf = min(made.out.glob("*.somatic.maf.gz"))
+    maf_lines = gzip.decompress(first_maf.read_bytes()).decode().splitlines(keepends=True)
+    header_at = next(i for i, line in enumerate(maf_lines) if line.startswith("Hugo_Symbol"))
+    columns = maf_lines[header_at].rstrip("\n").split("\t")
+    repeated = maf_lines[header_at + 1].rstrip("\n").split("\t")
+    repeated[columns.index("t_depth")] = "999"
+    second_caller = made.out / "zz-second-caller.somatic.maf.gz"
+    second_caller.write_bytes(
+        gzip.compress("".join([*maf_lines[: header_at + 1], "\t".join(repeated) + "\n"]).encode())
+    )
     result = ingest_tcga(spark, settings, [made.out])
     assert result.quarantined == 0 and result.run.status == "succeeded"
     mine = F.col("source_file").startswith(str(made.out))
@@ -477,6 +489,10 @@ def test_generated_cohort_lands_with_every_row_joined_to_a_case(spark, settings,
     gold = spark.table("gold.tcga_gene_expression").filter(mine)
     assert expression.count() == made.counts_files * 200
     assert mutations.count() == made.mutations
+    [again] = mutations.filter(F.col("source_file") == str(second_caller.resolve())).collect()
+    assert (
+        again.t_depth == 999 and again.tumor_sample_barcode == repeated[columns.index("Tumor_Sample_Barcode")]
+    )
     assert clinical.count() == 12
     assert gold.count() == made.counts_files * 200
     # Every expression, mutation and gold row has a clinical case.

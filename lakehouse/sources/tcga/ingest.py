@@ -28,6 +28,7 @@ from lakehouse.sources.tcga.barcodes import BARCODE_COLUMNS, barcode_parts, case
 from lakehouse.sources.tcga.formats import Sniffed, sniff
 from lakehouse.sources.tcga.parse import (
     COUNT_FIELDS,
+    MAF_KEY,
     clinical_record,
     count_positions,
     merge_case_fields,
@@ -332,8 +333,9 @@ class _Lander:
                 F.lit(self.mapping.get(item.path.name, {}).get("project_id"))
                 .cast("string")
                 .alias("mapped_project"),
+                F.lit(order).alias("file_order"),
             )
-            for item in items
+            for order, item in enumerate(items)
         ]
         clinical = self.spark.table(CLINICAL).select(
             "case_barcode", F.col("project_id").alias("clinical_project")
@@ -349,7 +351,15 @@ class _Lander:
             self.run.rows_read += parsed.count()
             self.reject(MUTATIONS, parsed.filter(F.col("reject_reason").isNotNull()))
             good = parsed.filter(F.col("reject_reason").isNull()).drop("reject_reason", "record")
-            self.write(MUTATIONS, self.provenance(good))
+            # A mutation that several MAFs of the run report (per-caller MAFs do) lands once, from the last
+            # file in landing order, as landing the files one by one would; a key repeated within one file
+            # is still refused by the write.
+            once = (
+                good.withColumn("last_file", F.max("file_order").over(Window.partitionBy(*MAF_KEY)))
+                .filter(F.col("file_order") == F.col("last_file"))
+                .drop("file_order", "last_file")
+            )
+            self.write(MUTATIONS, self.provenance(once))
             barcodes = (
                 good.select(
                     F.col("tumor_sample_barcode").alias("barcode"),
