@@ -1,6 +1,7 @@
 """The `lakehouse` CLI in separate processes: the catalog persists, errors are one line."""
 
 import json
+import re
 
 import pytest
 from conftest import error_lines, lakehouse_env, run_cli
@@ -28,7 +29,10 @@ def test_main_job_runs_every_stage_end_to_end(landed):
     from lakehouse.pipeline import STAGES
 
     env, proc = landed
-    assert f"main job: {len(STAGES)} stages" in proc.stderr
+    [summary] = [line for line in proc.stderr.splitlines() if line.startswith("main job:")]
+    assert summary.startswith(f"main job: {len(STAGES)} stages in ")
+    spent = dict(re.findall(r"(\w+) (\d+\.\d) s", summary.partition("(")[2]))
+    assert list(spent) == [stage.name for stage in STAGES], summary  # each stage's own wall time, in order
     for table in (
         "bronze.demo_measurements",
         "silver.tcga_clinical",
