@@ -11,10 +11,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse.errors import DataError
+from lakehouse.sources.tcga import counts, maf, tabular
 from lakehouse.sources.tcga.barcodes import barcode_parts, case_of, sample_of
 from lakehouse.sources.tcga.formats import clean, sniff
-from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields, parse_maf
-from lakehouse.sources.tcga.readers import biospecimen_xml, clinical_rows, clinical_xml, read_lines
+from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields
+from lakehouse.sources.tcga.readers import biospecimen_xml, clinical_rows, clinical_xml
 
 TCGA = "tcga"
 
@@ -134,28 +135,91 @@ def test_file_kinds_from_content(shared_data, tmp_path):
         sniff(odd)
 
 
-def test_line_numbers_across_partitions(spark, tmp_path):
-    path = tmp_path / "lines.txt"
-    path.write_text("".join(f"row{i}\n" for i in range(1, 5001)))
-    packed = tmp_path / "packed.txt.gz"
-    with gzip.open(packed, "wt") as handle:
-        handle.write("a\nb\nc\n")
-    spark.conf.set("spark.sql.files.maxPartitionBytes", "8k")
-    try:
-        lines = read_lines(spark, [path, packed]).collect()
-    finally:
-        spark.conf.unset("spark.sql.files.maxPartitionBytes")
-    by_file = {}
-    for row in lines:
-        by_file.setdefault(row["file_path"], []).append((row["line_number"], row["value"]))
-    assert sorted(by_file[str(path)]) == [(i, f"row{i}") for i in range(1, 5001)]
-    assert sorted(by_file[str(packed)]) == [(1, "a"), (2, "b"), (3, "c")]
+def _maf(spark, path):
+    item = sniff(path)
+    return maf.parse_maf(spark.createDataFrame([(str(path), item.header, item.maf_version)], maf.FILES_DDL))
+
+
+def _count_file(path, unresolved=None) -> dict:
+    item = sniff(path)
+    positions = counts.count_positions(item.header if item.kind == "star_counts" else None)
+    row = dict.fromkeys(counts.FILE_COLUMNS)
+    row.update(file_path=str(path), file_name=path.name, unresolved=unresolved)
+    row["has_header"] = item.kind == "star_counts"
+    row.update({f"pos_{name}": position for name, position in positions.items()})
+    return row
+
+
+def test_count_file_with_bad_lines_keeps_the_good_ones(spark, tmp_path):
+    path = tmp_path / "sample.augmented_star_gene_counts.tsv"
+    header = "gene_id\tgene_name\tgene_type\tunstranded\tstranded_first\tstranded_second\t"
+    path.write_text(
+        "# gene-model: GENCODE v36\n"
+        + header
+        + "tpm_unstranded\tfpkm_unstranded\tfpkm_uq_unstranded\n"
+        + "N_unmapped\t\t\t10\t11\t12\t\t\t\n"
+        + "ENSG00000000003.15\tTSPAN6\tprotein_coding\t54.0\t1\t2\t0.5\t0.1\t0.2\n"
+        + "\n"
+        + "FOO1\tX\tpc\t1\t1\t1\t1\t1\t1\n"
+        + "ENSG00000000005.6\tTNMD\tprotein_coding\tmany\t1\t2\t0.5\t0.1\t0.2\n"
+        + "ENSG00000000419.13_PAR_Y\tDPM1\tprotein_coding\t3\t1\t2\tNA\t0.1\t0.2\n"
+    )
+    files = spark.createDataFrame([_count_file(path)], counts.FILES_DDL)
+    rows = {r["line_number"]: r for r in counts.parse_counts(files).collect()}
+    assert sorted(rows) == [3, 4, 6, 7, 8]  # comment, header and blank lines are not rows
+    assert (rows[3]["is_summary"], rows[3]["metric"], rows[3]["stranded_second"]) == (True, "N_unmapped", 12)
+    assert (rows[4]["gene_id"], rows[4]["gene_version"], rows[4]["unstranded"]) == ("ENSG00000000003", 15, 54)
+    assert (rows[8]["gene_id"], rows[8]["tpm_unstranded"]) == ("ENSG00000000419_PAR_Y", None)
+    rejected = {n: (r["reject_reason"], r["record"]) for n, r in rows.items() if r["reject_reason"]}
+    assert rejected == {
+        6: ("FOO1 is not an Ensembl gene ID", "FOO1\tX\tpc\t1\t1\t1\t1\t1\t1"),
+        7: (
+            "a count or TPM/FPKM value is not a number",
+            "ENSG00000000005.6\tTNMD\tprotein_coding\tmany\t1\t2\t0.5\t0.1\t0.2",
+        ),
+    }
+    assert all(r["record"] is None for n, r in rows.items() if n not in rejected)
+
+
+def test_regular_files_read_the_same_by_both_readers(shared_data, tmp_path):
+    from lakehouse.synth.tcga import generate_tcga
+
+    cohort = generate_tcga(tmp_path / "cohort", cases=1, genes=300, seed=3, normal_fraction=0.0)
+    paths = {
+        shared_data / TCGA / "gdc_rnaseq_tool_test_set_1.augmented_star_gene_counts.tsv.gz": True,
+        shared_data / TCGA / "GenomicDataCommons_example.htseq.counts.gz": False,
+        shared_data / TCGA / "maftools_tcga_laml.maf.gz": True,
+        **dict.fromkeys(cohort.out.glob("*/*.augmented_star_gene_counts.tsv"), True),
+        **dict.fromkeys(cohort.out.glob("*.maf.gz"), True),
+    }
+    for path, header in paths.items():
+        fast = tabular._regular(str(path), header)
+        assert fast is not None, path  # regular files take the CSV reader
+        exact = tabular._irregular(str(path), header)
+        assert len(fast) >= 10 and fast.line_number.equals(exact.line_number), path
+        assert all(a.equals(b) for a, b in zip(fast.fields, exact.fields, strict=True)), path
+        assert fast.record().equals(exact.record()), path
+
+
+def test_irregular_file_rows_keep_their_line_numbers(tmp_path):
+    path = tmp_path / "ragged.tsv"
+    path.write_bytes(b"#c1\n#c2\nA\tB\tC\r\nx\ty\tz\r\n\n  \nA\tB\tC\nshort\n#late\nw\t\tv\textra\n")
+    assert tabular._regular(str(path), header=True) is None
+    rows = tabular.read_rows(str(path), header=True)
+    assert rows.line_number.to_pylist() == [4, 8, 10]
+    assert rows.width.to_pylist() == [3, 1, 4]
+    assert [rows.field(i).to_pylist() for i in (1, 2, 4, 5)] == [
+        ["x", "short", "w"],
+        ["y", None, ""],
+        [None, None, "extra"],
+        [None, None, None],
+    ]
+    assert rows.record().to_pylist() == ["x\ty\tz", "short", "w\t\tv\textra"]
 
 
 def test_parse_maf_matches_pandas(spark, shared_data):
     path = shared_data / TCGA / "maftools_tcga_laml.maf.gz"
-    item = sniff(path)
-    rows = parse_maf(read_lines(spark, [path]), item.header).persist()
+    rows = _maf(spark, path).persist()
     expected = pd.read_csv(path, sep="\t", dtype=str)
     assert rows.count() == len(expected) == 2207
     assert rows.filter(F.col("reject_reason").isNotNull()).count() == 0
@@ -182,7 +246,7 @@ def test_parse_maf_matches_pandas(spark, shared_data):
 def test_parse_full_width_maf_keeps_every_column(spark, shared_data):
     path = shared_data / TCGA / "vcf2maf_test_b38_output_fullcolumns.maf"
     item = sniff(path)
-    rows = parse_maf(read_lines(spark, [path]), item.header, item.maf_version).collect()
+    rows = _maf(spark, path).collect()
     assert len(rows) == 25 and len(item.header) == 114
     first = min(rows, key=lambda r: r["line_number"])
     assert first["line_number"] == 3
@@ -211,7 +275,7 @@ def test_minimalist_maf_and_duplicates(spark, tmp_path):
         "1\tabc\tC\tT\tTCGA-A1-A0SF-01A-11D-A142-09\n"
         "2\t5\t-\tA\tTCGA-A1-A0SF-01A-11D-A142-09\textra\n"
     )
-    rows = {r["line_number"]: r for r in parse_maf(read_lines(spark, [path]), sniff(path).header).collect()}
+    rows = {r["line_number"]: r for r in _maf(spark, path).collect()}
     assert rows[2]["reject_reason"] is None and rows[2]["end_position"] == 100
     assert rows[3]["reject_reason"] == "repeats line 2 (same tumour barcode, position and alleles)"
     assert rows[4]["reject_reason"] == "Start_Position/End_Position missing or not an integer"

@@ -1,8 +1,15 @@
-"""TCGA parsing throughput: Spark (this lakehouse's parsers) vs pandas.read_csv on the same files, same run.
+"""TCGA parsing throughput: the lakehouse's parsers in Spark vs pandas.read_csv on the same files, same run.
 
 Run: .venv/bin/python -m pytest tests/benchmarks/bench_tcga.py -s
-Sizes: TCGA_BENCH_MAF_ROWS (default 400,000), TCGA_BENCH_FILES × TCGA_BENCH_GENES (default 40 × 20,000).
-Figures per core: Spark's rate divided by its cores (local[N]); pandas runs on one core.
+Shapes, as GDC serves them (sizes from the environment):
+- count files: TCGA_BENCH_FILES STAR files (default 200) of TCGA_BENCH_GENES genes (default 60,660, GENCODE
+  v36 as GDC writes them); TCGA_BENCH_DISTINCT (default 20) are generated, the rest are copies under new names;
+- per-aliquot MAFs (GDC's masked somatic mutation files): TCGA_BENCH_MAFS files (default 400) of
+  TCGA_BENCH_MAF_FILE_ROWS rows (default 500);
+- one project-level MAF of TCGA_BENCH_MAF_ROWS rows (default 400,000): one file, so one Spark task.
+Figures per core: Spark's rate divided by its cores (local[N]); pandas runs on one core. Spark's side is the
+full parse (typed columns, reasons, duplicates, barcode parts) written to the `noop` sink; pandas' side is
+`read_csv` of every file and, for many files, `concat` into one frame (also reported without the concat).
 """
 
 from __future__ import annotations
@@ -10,42 +17,45 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from lakehouse.sources.tcga import maf
+from lakehouse.sources.tcga.counts import COUNT_FIELDS, FILE_COLUMNS, FILES_DDL, count_positions, parse_counts
 from lakehouse.sources.tcga.formats import sniff
-from lakehouse.sources.tcga.parse import COUNT_FIELDS, count_positions, parse_counts, parse_maf
-from lakehouse.sources.tcga.readers import read_lines
 from lakehouse.synth.tcga import generate_tcga
 
 pytestmark = pytest.mark.benchmark
 RESULTS = Path(__file__).parent / "results" / "tcga.json"
 
 
-def _big_maf(source: Path, target: Path, rows: int) -> int:
+def _maf_rows(source: Path, rows: int) -> tuple[list[str], str, list[list[str]]]:
+    """Comments, header and `rows` body rows: the source's rows repeated at shifted positions."""
     with gzip.open(source, "rt") as handle:
         lines = handle.read().splitlines()
     comments = [line for line in lines if line.startswith("#")]
     header = next(line for line in lines if not line.startswith("#"))
     body = [line.split("\t") for line in lines[len(comments) + 1 :]]
-    written = 0
+    out = []
+    copy = 0
+    while len(out) < rows:
+        for fields in body[: rows - len(out)]:
+            fields = list(fields)
+            fields[5] = str(int(fields[5]) + copy * 1000)
+            fields[6] = str(int(fields[6]) + copy * 1000)
+            out.append(fields)
+        copy += 1
+    return comments, header, out
+
+
+def _write_maf(target: Path, comments: list[str], header: str, rows: list[list[str]]) -> None:
     with open(target, "w") as out:
         out.write("\n".join(comments) + "\n" + header + "\n")
-        copy = 0
-        while written < rows:
-            for fields in body:
-                fields = list(fields)
-                fields[5] = str(int(fields[5]) + copy * 1000)
-                fields[6] = str(int(fields[6]) + copy * 1000)
-                out.write("\t".join(fields) + "\n")
-                written += 1
-                if written >= rows:
-                    break
-            copy += 1
-    return written
+        out.writelines("\t".join(fields) + "\n" for fields in rows)
 
 
 def _timed(fn, repeat: int = 2) -> float:
@@ -57,87 +67,124 @@ def _timed(fn, repeat: int = 2) -> float:
     return best
 
 
+def _noop(frame) -> None:
+    frame.write.format("noop").mode("overwrite").save()
+
+
+def _mafs_frame(spark, paths: list[Path]):
+    item = sniff(paths[0])
+    return spark.createDataFrame([(str(p), item.header, item.maf_version) for p in paths], maf.FILES_DDL)
+
+
 def test_bench_tcga(spark, tmp_path):
+    files = int(os.environ.get("TCGA_BENCH_FILES", "200"))
+    genes = int(os.environ.get("TCGA_BENCH_GENES", "60660"))
+    distinct = min(files, int(os.environ.get("TCGA_BENCH_DISTINCT", "20")))
+    maf_files = int(os.environ.get("TCGA_BENCH_MAFS", "400"))
+    maf_file_rows = int(os.environ.get("TCGA_BENCH_MAF_FILE_ROWS", "500"))
     maf_rows = int(os.environ.get("TCGA_BENCH_MAF_ROWS", "400000"))
-    files = int(os.environ.get("TCGA_BENCH_FILES", "40"))
-    genes = int(os.environ.get("TCGA_BENCH_GENES", "20000"))
     cores = spark.sparkContext.defaultParallelism
-    cohort = generate_tcga(tmp_path / "cohort", cases=files, genes=genes, seed=11, normal_fraction=0.0)
-    maf = tmp_path / "big.maf"
-    _big_maf(next(cohort.out.glob("*.maf.gz")), maf, maf_rows)
-    item = sniff(maf)
+    cohort = generate_tcga(tmp_path / "cohort", cases=distinct, genes=genes, seed=11, normal_fraction=0.0)
 
-    def spark_maf():
-        parse_maf(read_lines(spark, [maf]), item.header, item.maf_version).write.format("noop").mode(
-            "overwrite"
-        ).save()
-
-    def pandas_maf():
-        pd.read_csv(maf, sep="\t", comment="#", dtype=str, low_memory=False)
-
-    spark_maf()  # warm-up: JIT and caches, not timed
-    maf_spark = _timed(spark_maf)
-    maf_pandas = _timed(pandas_maf)
-
-    counts = sorted(cohort.out.glob("*/*.augmented_star_gene_counts.tsv"))
-    sniffed = [sniff(p) for p in counts]
-    positions = count_positions(sniffed[0].header)
+    # --- count files ---------------------------------------------------------------------------------
+    generated = sorted(cohort.out.glob("*/*.augmented_star_gene_counts.tsv"))
+    counts = []
+    for index in range(files):
+        target = tmp_path / "counts" / f"{index:05d}.rna_seq.augmented_star_gene_counts.tsv"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(generated[index % len(generated)], target)
+        counts.append(target)
+    positions = count_positions(sniff(counts[0]).header)
     rows = [
         (
-            str(p),
-            p.name,
+            *[str(p) if c == "file_path" else p.name if c == "file_name" else None for c in FILE_COLUMNS],
             None,
-            "STAR - Counts",
-            "GENCODE v36",
-            None,
-            "TCGA-XX-0001-01A",
-            "TCGA-XX-0001",
-            None,
-            None,
+            True,
             *[positions[c] for c in COUNT_FIELDS],
         )
         for p in counts
     ]
-    schema = (
-        "file_path string, file_name string, file_id string, workflow string, gene_model string, "
-        "aliquot_barcode string, sample_barcode string, case_barcode string, project_id string, "
-        "unresolved string, " + ", ".join(f"pos_{c} int" for c in COUNT_FIELDS)
-    )
-    files_frame = spark.createDataFrame(rows, schema)
-    values = len(counts) * genes * 6  # six numeric columns per gene row
+    files_frame = spark.createDataFrame(rows, FILES_DDL)
+    lines = sum(1 for _ in open(counts[0])) - 2
+    values = files * lines * 6  # six numeric columns per row
 
-    def spark_counts():
-        parse_counts(read_lines(spark, counts), files_frame).write.format("noop").mode("overwrite").save()
+    def pandas_counts_read():
+        for p in counts:
+            pd.read_csv(p, sep="\t", comment="#")
 
     def pandas_counts():
         pd.concat([pd.read_csv(p, sep="\t", comment="#") for p in counts], ignore_index=True)
 
-    spark_counts()
-    counts_spark = _timed(spark_counts)
+    _noop(parse_counts(files_frame))  # warm-up: JIT, Python workers, page cache; not timed
+    counts_spark = _timed(lambda: _noop(parse_counts(files_frame)))
     counts_pandas = _timed(pandas_counts)
+    counts_pandas_read = _timed(pandas_counts_read)
+
+    # --- MAFs ----------------------------------------------------------------------------------------
+    source = next(cohort.out.glob("*.maf.gz"))
+    comments, header, body = _maf_rows(source, max(maf_rows, maf_files * maf_file_rows))
+    aliquots = []
+    for index in range(maf_files):
+        target = tmp_path / "mafs" / f"{index:05d}.wxs.aliquot_ensemble_masked.maf"
+        target.parent.mkdir(exist_ok=True)
+        _write_maf(target, comments, header, body[index * maf_file_rows : (index + 1) * maf_file_rows])
+        aliquots.append(target)
+    project = tmp_path / "project.maf"
+    _write_maf(project, comments, header, body[:maf_rows])
+    aliquots_frame = _mafs_frame(spark, aliquots)
+    project_frame = _mafs_frame(spark, [project])
+
+    def pandas_mafs():
+        pd.concat(
+            [pd.read_csv(p, sep="\t", comment="#", dtype=str, low_memory=False) for p in aliquots],
+            ignore_index=True,
+        )
+
+    def pandas_mafs_read():
+        for p in aliquots:
+            pd.read_csv(p, sep="\t", comment="#", dtype=str, low_memory=False)
+
+    def pandas_project():
+        pd.read_csv(project, sep="\t", comment="#", dtype=str, low_memory=False)
+
+    _noop(maf.parse_maf(aliquots_frame))
+    mafs_spark = _timed(lambda: _noop(maf.parse_maf(aliquots_frame)))
+    mafs_pandas = _timed(pandas_mafs)
+    mafs_pandas_read = _timed(pandas_mafs_read)
+    project_spark = _timed(lambda: _noop(maf.parse_maf(project_frame)))
+    project_pandas = _timed(pandas_project)
+
+    def per_core(amount, spark_s, pandas_s, pandas_read_s=None):
+        figures = {
+            "spark_seconds": spark_s,
+            "pandas_seconds": pandas_s,
+            "spark_per_s_per_core": amount / spark_s / cores,
+            "pandas_per_s": amount / pandas_s,
+            "ratio_spark_over_pandas_per_core": pandas_s / spark_s / cores,
+        }
+        if pandas_read_s is not None:
+            figures["pandas_read_only_seconds"] = pandas_read_s
+            figures["ratio_vs_pandas_read_only_per_core"] = pandas_read_s / spark_s / cores
+        return figures
 
     result = {
         "cores": cores,
-        "maf_rows": maf_rows,
-        "maf_bytes": maf.stat().st_size,
-        "maf_rows_per_s_per_core": {"spark": maf_rows / maf_spark / cores, "pandas": maf_rows / maf_pandas},
-        "count_files": len(counts),
-        "count_values": values,
-        "count_values_per_s_per_core": {
-            "spark": values / counts_spark / cores,
-            "pandas": values / counts_pandas,
+        "count_files": {
+            "files": files,
+            "rows_per_file": lines,
+            "values": values,
+            "values_per_core": per_core(values, counts_spark, counts_pandas, counts_pandas_read),
         },
-        "seconds": {
-            "maf_spark": maf_spark,
-            "maf_pandas": maf_pandas,
-            "counts_spark": counts_spark,
-            "counts_pandas": counts_pandas,
+        "aliquot_mafs": {
+            "files": maf_files,
+            "rows": maf_files * maf_file_rows,
+            "rows_per_core": per_core(maf_files * maf_file_rows, mafs_spark, mafs_pandas, mafs_pandas_read),
         },
-    }
-    result["ratio_spark_over_pandas_per_core"] = {
-        "maf": result["maf_rows_per_s_per_core"]["spark"] / result["maf_rows_per_s_per_core"]["pandas"],
-        "counts": result["count_values_per_s_per_core"]["spark"]
-        / result["count_values_per_s_per_core"]["pandas"],
+        "project_maf": {
+            "rows": maf_rows,
+            "bytes": project.stat().st_size,
+            "rows_per_core": per_core(maf_rows, project_spark, project_pandas),
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=1))

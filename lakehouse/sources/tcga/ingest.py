@@ -9,7 +9,6 @@ once (a re-ingest of the same file adds nothing anywhere).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,16 +24,11 @@ from lakehouse.schemas import TableDecl, declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.tcga import readers
 from lakehouse.sources.tcga.barcodes import BARCODE_COLUMNS, barcode_parts, case_of
+from lakehouse.sources.tcga.counts import COUNT_FIELDS, FILES_DDL, count_positions, parse_counts
 from lakehouse.sources.tcga.formats import Sniffed, sniff
-from lakehouse.sources.tcga.parse import (
-    COUNT_FIELDS,
-    MAF_KEY,
-    clinical_record,
-    count_positions,
-    merge_case_fields,
-    parse_counts,
-    parse_maf,
-)
+from lakehouse.sources.tcga.maf import FILES_DDL as MAF_FILES_DDL
+from lakehouse.sources.tcga.maf import MAF_KEY, parse_maf
+from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields
 from lakehouse.tables import upsert
 
 MUTATIONS = "silver.tcga_mutations"
@@ -326,22 +320,23 @@ class _Lander:
         adds one version of silver.tcga_mutations however many MAF files it brings."""
         if not items:
             return
-        per_file = [
-            parse_maf(readers.read_lines(self.spark, [item.path]), item.header, item.maf_version).select(
-                "*",
-                F.lit(str(item.path)).alias("source_file"),
-                F.lit(self.mapping.get(item.path.name, {}).get("project_id"))
-                .cast("string")
-                .alias("mapped_project"),
-                F.lit(order).alias("file_order"),
-            )
-            for order, item in enumerate(items)
-        ]
+        files = self.spark.createDataFrame(
+            [(str(item.path), item.header, item.maf_version) for item in items], MAF_FILES_DDL
+        )
+        landing = self.spark.createDataFrame(
+            [
+                (str(item.path), self.mapping.get(item.path.name, {}).get("project_id"), order)
+                for order, item in enumerate(items)
+            ],
+            "file_path string, mapped_project string, file_order int",
+        )
         clinical = self.spark.table(CLINICAL).select(
             "case_barcode", F.col("project_id").alias("clinical_project")
         )
         parsed = (
-            functools.reduce(DataFrame.unionByName, per_file)
+            parse_maf(files)
+            .join(F.broadcast(landing), on="file_path")
+            .withColumnRenamed("file_path", "source_file")
             .join(clinical, on="case_barcode", how="left")
             .withColumn("project_id", F.coalesce(F.col("mapped_project"), F.col("clinical_project")))
             .drop("clinical_project", "mapped_project")
@@ -424,20 +419,15 @@ class _Lander:
                     mapped.get("case_barcode") or case_of(mapped.get("sample_barcode")),
                     mapped.get("project_id"),
                     unresolved,
+                    item.kind == "star_counts",
                     *[positions[c] for c in COUNT_FIELDS],
                 )
             )
-        schema = (
-            "file_path string, file_name string, file_id string, workflow string, gene_model string, "
-            "aliquot_barcode string, sample_barcode string, case_barcode string, project_id string, "
-            "unresolved string, " + ", ".join(f"pos_{c} int" for c in COUNT_FIELDS)
-        )
-        files = self.spark.createDataFrame(rows, schema)
+        files = self.spark.createDataFrame(rows, FILES_DDL)
         names = [r[1] for r in rows]
         if len(set(names)) != len(names):
             raise DataError(f"two count files in this batch have the same GDC file name: {sorted(names)}")
-        lines = readers.read_lines(self.spark, [s.path for s in items])
-        parsed = parse_counts(lines, files).withColumn("source_file", F.col("file_path")).persist()
+        parsed = parse_counts(files).withColumn("source_file", F.col("file_path")).persist()
         try:
             self.run.rows_read += parsed.count()
             self.reject(EXPRESSION, parsed.filter(F.col("reject_reason").isNotNull()))

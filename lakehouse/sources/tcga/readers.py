@@ -1,80 +1,17 @@
-"""Reading GDC/TCGA files: big ones (MAF, counts) as Spark lines with line numbers, small ones (clinical,
-sample sheets, XML, metadata JSON) on the driver into plain records."""
+"""Reading the small GDC/TCGA files (clinical, sample sheets, XML, metadata JSON) on the driver into plain
+records. Big ones (MAF, counts) are read by Spark tasks: `tabular`."""
 
 from __future__ import annotations
 
 import json
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-
 from lakehouse.errors import DataError
 from lakehouse.sources.tcga.barcodes import case_of, is_aliquot, sample_of
-from lakehouse.sources.tcga.formats import clean, is_gzip, looks_like_barcode, open_text
+from lakehouse.sources.tcga.formats import clean, looks_like_barcode, open_text
 from lakehouse.sources.tcga.parse import clinical_key
-
-
-def read_lines(spark, paths: list[Path]) -> DataFrame:
-    """(file_path, line_number, value) for every line of `paths`; file_path is the resolved local path.
-
-    Spark picks the codec from the file name, so a gzip file not named `.gz` (or a plain one that is) is
-    read through a symlink whose name tells the truth. Line numbers come from each row's position in its
-    partition plus the line count of the earlier partitions of the same file (one small aggregate).
-    """
-    staging = None
-    spark_paths = {}
-    for index, path in enumerate(paths):
-        path = Path(path).resolve()
-        gz = is_gzip(path)
-        if gz != path.name.endswith(".gz"):
-            staging = staging or Path(tempfile.mkdtemp(prefix="tcga-lines-"))
-            link = staging / f"{index}-{path.name.removesuffix('.gz')}{'.gz' if gz else '.txt'}"
-            link.symlink_to(path)
-            spark_paths[link.as_uri()] = str(path)
-        else:
-            spark_paths[path.as_uri()] = str(path)
-    frame = spark.read.text(list(spark_paths)).select(
-        F.col("_metadata.file_path").alias("spark_path"),
-        F.spark_partition_id().alias("pid"),
-        F.monotonically_increasing_id().alias("mid"),
-        "value",
-    )
-    stats = (
-        frame.groupBy("spark_path", "pid").agg(F.min("mid").alias("first"), F.count("*").alias("n")).collect()
-    )
-    offsets = []
-    running: dict[str, int] = {}
-    for row in sorted(stats, key=lambda r: (r["spark_path"], r["first"])):
-        start = running.get(row["spark_path"], 0)
-        offsets.append(
-            (row["spark_path"], row["pid"], row["first"], start, _local(row["spark_path"], spark_paths))
-        )
-        running[row["spark_path"]] = start + row["n"]
-    table = spark.createDataFrame(
-        offsets, "spark_path string, pid int, first bigint, start bigint, file_path string"
-    )
-    return frame.join(F.broadcast(table), on=["spark_path", "pid"], how="inner").select(
-        "file_path",
-        (F.col("mid") - F.col("first") + F.col("start") + 1).alias("line_number"),
-        "value",
-    )
-
-
-def _local(spark_path: str, known: dict[str, str]) -> str:
-    if spark_path in known:
-        return known[spark_path]
-    from urllib.parse import unquote, urlparse
-
-    local = unquote(urlparse(spark_path).path)
-    for uri, original in known.items():
-        if unquote(urlparse(uri).path) == local:
-            return original
-    return local
-
 
 # --- small files on the driver -----------------------------------------------------------------------
 

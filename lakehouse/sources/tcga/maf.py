@@ -1,0 +1,206 @@
+"""MAF files → rows of silver.tcga_mutations.
+
+Spark tasks read whole MAFs into Arrow (`mapInArrow` over a frame of files, `tabular.read_rows`) and derive
+the columns with Arrow kernels: the typed core columns, every other column in `other_fields`, the reason a
+row is rejected and, on rejected rows only, the raw `record`. Spark then adds the parts of the tumour
+barcode (`barcodes.barcode_parts`, the one decomposition every table uses).
+
+A row is rejected for, in this order: the wrong number of fields, no tumour barcode, a tumour barcode that
+is not TCGA's (no case to join to), no chromosome, no integer start/end, no alleles, or repeating an earlier
+line's tumour barcode, position and alleles (the first line wins).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lakehouse.sources.tcga.barcodes import BARCODE_PATTERN, barcode_parts
+from lakehouse.sources.tcga.formats import snake_unique
+from lakehouse.sources.tcga.tabular import ARROW_TYPES, clean, read_rows, repeat, typed
+
+# MAF columns that get their own typed column in silver.tcga_mutations (snake_cased name → type).
+MAF_TYPED: dict[str, str] = {
+    "hugo_symbol": "string",
+    "entrez_gene_id": "bigint",
+    "center": "string",
+    "ncbi_build": "string",
+    "chromosome": "string",
+    "start_position": "bigint",
+    "end_position": "bigint",
+    "strand": "string",
+    "variant_classification": "string",
+    "variant_type": "string",
+    "reference_allele": "string",
+    "tumor_seq_allele1": "string",
+    "tumor_seq_allele2": "string",
+    "dbsnp_rs": "string",
+    "tumor_sample_barcode": "string",
+    "matched_norm_sample_barcode": "string",
+    "tumor_sample_uuid": "string",
+    "matched_norm_sample_uuid": "string",
+    "hgvsc": "string",
+    "hgvsp": "string",
+    "hgvsp_short": "string",
+    "protein_change": "string",
+    "transcript_id": "string",
+    "gene": "string",
+    "t_depth": "int",
+    "t_ref_count": "int",
+    "t_alt_count": "int",
+    "n_depth": "int",
+    "n_ref_count": "int",
+    "n_alt_count": "int",
+}
+MAF_KEY = (
+    "tumor_sample_barcode",
+    "chromosome",
+    "start_position",
+    "end_position",
+    "reference_allele",
+    "tumor_seq_allele2",
+)
+FILES_DDL = "file_path string, header array<string>, maf_version string"
+ROWS_DDL = (
+    "file_path string, line_number bigint, "
+    + ", ".join(f"{name} {kind}" for name, kind in MAF_TYPED.items())
+    + ", other_fields map<string,string>, maf_version string, reject_reason string, record string"
+)
+BATCH_ROWS = 1 << 15
+_NULL = pa.scalar(None, pa.string())
+
+
+def parse_maf(files: DataFrame) -> DataFrame:
+    """Mutation rows of the MAFs in `files` (schema `FILES_DDL`: each file's header fields as sniffed and
+    its `#version`), one task per file, with the tumour barcode's case, sample and sample type."""
+    rows = files.repartition(max(1, files.count())).mapInArrow(_maf_task, ROWS_DDL)
+    parts = barcode_parts(F.col("tumor_sample_barcode"))
+    return rows.select(
+        "*",
+        F.lit(None).cast("string").alias("project_id"),
+        *[
+            parts[name].alias(name)
+            for name in ("case_barcode", "sample_barcode", "sample_type_code", "sample_type")
+        ],
+    )
+
+
+def _maf_task(batches):
+    for batch in batches:
+        for row in batch.to_pylist():
+            yield from maf_batches(row["file_path"], row["header"], row["maf_version"])
+
+
+def maf_batches(path: str, header: list[str], maf_version: str | None):
+    """The rows of one MAF as Arrow batches of ROWS_DDL."""
+    names = snake_unique(header)
+    rows = read_rows(path, header=True)
+    count = len(rows)
+    cleaned = {name: clean(rows.field(i + 1)) for i, name in enumerate(names)}
+    # The end column is spelt End_Position or End_position; start-only minimalist MAFs have neither.
+    if "end_position" not in cleaned and "start_position" in cleaned:
+        cleaned["end_position"] = cleaned["start_position"]
+    values = {
+        name: typed(cleaned[name], kind)[0] if name in cleaned else pa.nulls(count, ARROW_TYPES[kind])
+        for name, kind in MAF_TYPED.items()
+    }
+    reason = _reasons(rows, values, len(names))
+    rejected = pc.is_valid(reason)
+    record = pc.if_else(rejected, rows.record(), _NULL) if pc.any(rejected).as_py() else pa.nulls(count)
+    others = [name for name in names if name not in MAF_TYPED]
+    columns = {
+        "file_path": repeat(path, count),
+        "line_number": rows.line_number,
+        **values,
+        "other_fields": None,
+        "maf_version": repeat(maf_version, count),
+        "reject_reason": reason,
+        "record": record,
+    }
+    for start in range(0, count, BATCH_ROWS):
+        size = min(BATCH_ROWS, count - start)
+        columns["other_fields"] = _other_fields([cleaned[n].slice(start, size) for n in others], others, size)
+        yield pa.RecordBatch.from_pydict(
+            {
+                name: column if name == "other_fields" else column.slice(start, size)
+                for name, column in columns.items()
+            }
+        )
+
+
+def _reasons(rows, values: dict[str, pa.Array], width: int) -> pa.Array:
+    barcode = values["tumor_sample_barcode"]
+    checks = [
+        (
+            pc.not_equal(rows.width, width),
+            pc.binary_join_element_wise(
+                f"expected {width} tab-separated fields, found ", pc.cast(rows.width, pa.string()), ""
+            ),
+        ),
+        (pc.is_null(barcode), "no Tumor_Sample_Barcode"),
+        (
+            pc.invert(pc.match_substring_regex(pc.utf8_upper(barcode), BARCODE_PATTERN)),
+            pc.binary_join_element_wise(
+                "Tumor_Sample_Barcode ",
+                barcode,
+                " is not a TCGA barcode: the row cannot be joined to a case",
+                "",
+            ),
+        ),
+        (pc.is_null(values["chromosome"]), "no Chromosome"),
+        (
+            pc.or_(pc.is_null(values["start_position"]), pc.is_null(values["end_position"])),
+            "Start_Position/End_Position missing or not an integer",
+        ),
+        (
+            pc.or_(pc.is_null(values["reference_allele"]), pc.is_null(values["tumor_seq_allele2"])),
+            "Reference_Allele or Tumor_Seq_Allele2 missing",
+        ),
+    ]
+    first = _first_of_key(rows, values)
+    repeats = pc.not_equal(first, rows.line_number)
+    checks.append(
+        (
+            repeats,
+            pc.binary_join_element_wise(
+                "repeats line ",
+                pc.cast(first, pa.string()),
+                " (same tumour barcode, position and alleles)",
+                "",
+            ),
+        )
+    )
+    reason = pa.nulls(len(rows), pa.string())
+    for failed, text in reversed(checks):  # the first failed check names the reason
+        text = pa.scalar(text) if isinstance(text, str) else text
+        reason = pc.if_else(pc.fill_null(failed, False), text, reason)
+    return reason
+
+
+def _first_of_key(rows, values: dict[str, pa.Array]) -> pa.Array:
+    """For every row, the line number of the first row with the same MAF_KEY (itself if none earlier)."""
+    parts = [pc.fill_null(pc.cast(values[name], pa.string()), "\x00") for name in MAF_KEY]
+    key = pc.binary_join_element_wise(*parts, "\x1f")
+    groups = pc.dictionary_encode(key).indices.to_numpy(zero_copy_only=False)
+    _, first_index = np.unique(groups, return_index=True)  # rows are in line order
+    return rows.line_number.take(pa.array(first_index[groups]))
+
+
+def _other_fields(columns: list[pa.Array], names: list[str], rows: int) -> pa.Array:
+    """map<string,string> of the non-missing values of `columns` per row."""
+    if not columns:
+        return pa.MapArray.from_arrays(
+            pa.array(np.zeros(rows + 1, np.int32)), pa.array([], pa.string()), pa.array([], pa.string())
+        )
+    width = len(columns)
+    stacked = pa.concat_arrays(columns)  # column after column
+    order = (np.arange(rows)[:, None] + np.arange(width)[None, :] * rows).ravel()  # row after row
+    items = stacked.take(pa.array(order))
+    valid = items.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.zeros(rows + 1, np.int32)
+    np.cumsum(valid.reshape(rows, width).sum(axis=1), out=offsets[1:])
+    keys = pa.array(names, pa.string()).take(pa.array(np.tile(np.arange(width), rows)))
+    return pa.MapArray.from_arrays(pa.array(offsets), keys.filter(valid), items.filter(valid))

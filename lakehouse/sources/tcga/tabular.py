@@ -1,0 +1,184 @@
+"""Tab-separated GDC files (MAF, count files) read whole into Arrow columns inside a Spark task.
+
+`read_rows` gives the data rows of a file — comment (`#`) lines, blank lines and header lines left out —
+with their 1-based line numbers. A regular file (comments only at the top, then at most one header line,
+then rows of one width) is read by Arrow's CSV reader at C speed. Any other file is read as lines and
+split into fields with Arrow kernels: slower, but exact for ragged rows, blank lines and repeated headers.
+Both readings give the same `Rows` for the same file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from lakehouse.sources.tcga.formats import MISSING, is_gzip
+
+ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "bigint": pa.int64(), "double": pa.float64()}
+_MISSING = pa.array(MISSING)
+_NULL = pa.scalar(None, pa.string())
+
+
+@dataclass
+class Rows:
+    line_number: pa.Array  # int64
+    width: pa.Array  # fields found on each line
+    fields: list[pa.Array]  # field i of every line (null where a line is shorter)
+    record: Callable[[], pa.Array]  # the raw lines, built only when asked for
+
+    def __len__(self) -> int:
+        return len(self.line_number)
+
+    def field(self, position: int | None) -> pa.Array:
+        """1-based field `position`, or nulls if no line has it."""
+        if position is None or position > len(self.fields):
+            return pa.nulls(len(self), pa.string())
+        return self.fields[position - 1]
+
+
+def _stream(path: str):
+    return pa.input_stream(path, compression="gzip" if is_gzip(path) else None)
+
+
+def read_rows(path: str, header: bool) -> Rows:
+    """Data rows of `path`; with `header`, the first line that is not a comment is the header."""
+    return _regular(path, header) or _irregular(path, header)
+
+
+def _regular(path: str, header: bool) -> Rows | None:
+    with _stream(path) as stream:
+        head = stream.read(1 << 20).split(b"\n")
+    skip = 0
+    while skip < len(head) - 1 and head[skip].startswith(b"#"):
+        skip += 1
+    if header:
+        skip += 1
+    if skip >= len(head) - 1:  # no complete data line in the first MiB
+        return None
+    width = head[skip].count(b"\t") + 1
+    names = [f"f{i}" for i in range(width)]
+    try:
+        with _stream(path) as stream:
+            table = pcsv.read_csv(
+                stream,
+                read_options=pcsv.ReadOptions(
+                    skip_rows=skip, column_names=names, use_threads=False, block_size=1 << 24
+                ),
+                parse_options=pcsv.ParseOptions(
+                    delimiter="\t", quote_char=False, double_quote=False, ignore_empty_lines=False
+                ),
+                convert_options=pcsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
+                ),
+            )
+    except pa.ArrowInvalid:  # a row of another width
+        return None
+    columns = [pa.concat_arrays(c.chunks) if c.num_chunks != 1 else c.chunk(0) for c in table.columns]
+    if not columns:
+        return None
+    first = columns[0]
+    # A blank line reads as a row of empty fields; a comment or the header again as a row of text.
+    irregular = pc.or_(pc.equal(first, ""), pc.starts_with(first, "#"))
+    if header:
+        header_fields = head[skip - 1].rstrip(b"\r").decode("utf-8", errors="replace").split("\t")
+        irregular = pc.or_(irregular, pc.equal(first, header_fields[0]))
+    if pc.any(irregular).as_py():
+        return None
+    rows = table.num_rows
+    return Rows(
+        line_number=pa.array(np.arange(skip + 1, skip + 1 + rows, dtype=np.int64)),
+        width=pa.array(np.full(rows, width, dtype=np.int32)),
+        fields=columns,
+        record=lambda: pc.binary_join_element_wise(*columns, "\t"),
+    )
+
+
+def _irregular(path: str, header: bool) -> Rows:
+    with _stream(path) as stream:
+        text = stream.read().decode("utf-8", errors="replace")
+    lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten().cast(pa.string())
+    del text
+    if len(lines) and lines[-1].as_py() == "":
+        lines = lines.slice(0, len(lines) - 1)
+    lines = pc.utf8_rtrim(lines, characters="\r")
+    numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
+    keep = pc.and_(pc.invert(pc.starts_with(lines, "#")), pc.not_equal(pc.utf8_trim_whitespace(lines), ""))
+    if header:
+        kept = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+        if len(kept):
+            keep = pc.and_(keep, pc.not_equal(lines, lines[int(kept[0])]))
+    lines = lines.filter(keep)
+    numbers = numbers[keep.to_numpy(zero_copy_only=False)]
+    split = pc.split_pattern(lines, "\t")
+    offsets = split.offsets.to_numpy()
+    widths = np.diff(offsets).astype(np.int32)
+    flat = split.flatten()
+    fields = [
+        pc.take(flat, pa.array(offsets[:-1] + i, mask=widths <= i))
+        for i in range(int(widths.max()) if len(widths) else 0)
+    ]
+    return Rows(
+        line_number=pa.array(numbers),
+        width=pa.array(widths),
+        fields=fields,
+        record=lambda: lines,
+    )
+
+
+def clean(values: pa.Array) -> pa.Array:
+    """Surrounding blanks removed; every spelling of missing (`formats.MISSING`) becomes null."""
+    trimmed = pc.utf8_trim_whitespace(values)
+    return pc.if_else(pc.is_in(pc.utf8_lower(trimmed), value_set=_MISSING), _NULL, trimmed)
+
+
+def typed(values: pa.Array, kind: str) -> tuple[pa.Array, pa.Array | None]:
+    """Cleaned `values` as `kind` and a mask of the values that are not one (None: all are).
+
+    Integers may be written as decimals (`54.0`, from R or pandas), as Spark's cast reads them.
+    """
+    if kind == "string":
+        return values, None
+    target = ARROW_TYPES[kind]
+    try:
+        return pc.cast(values, target), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    converted = [_number(v, kind) for v in values.to_pylist()]
+    result = pa.array([None if v is _BAD else v for v in converted], target)
+    return result, pa.array([v is _BAD for v in converted], pa.bool_())
+
+
+_BAD = object()
+
+
+def _number(raw: str | None, kind: str):
+    if raw is None:
+        return None
+    try:
+        number = float(raw)
+    except ValueError:
+        return _BAD
+    if kind == "double":
+        return number
+    if not math.isfinite(number):
+        return _BAD
+    try:
+        value = int(raw)
+    except ValueError:
+        value = int(number)
+    if kind == "int" and not -(2**31) <= value < 2**31:
+        return _BAD
+    return value
+
+
+def repeat(value: str | None, rows: int) -> pa.Array:
+    """A string column of `rows` copies of `value`."""
+    if value is None:
+        return pa.nulls(rows, pa.string())
+    return pa.array([value], pa.string()).take(np.zeros(rows, dtype=np.int32))
