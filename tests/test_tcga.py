@@ -7,12 +7,13 @@ import re
 import shutil
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
 from lakehouse.errors import DataError
 from lakehouse.sources.tcga import counts, maf, tabular
-from lakehouse.sources.tcga.barcodes import barcode_parts, case_of, sample_of
+from lakehouse.sources.tcga.barcodes import arrow_parts, barcode_parts, case_of, sample_of
 from lakehouse.sources.tcga.formats import clean, sniff
 from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields
 from lakehouse.sources.tcga.readers import biospecimen_xml, clinical_rows, clinical_xml
@@ -83,6 +84,10 @@ def test_barcode_decomposition_at_every_length(spark):
     assert got["TCGA-XX-0001-20A-01D-A000-01"]["sample_type"] == "Control Analyte"
     for bad in ("TUMOR", None):
         assert got[bad]["case_barcode"] is None and got[bad]["barcode_level"] is None
+    # The Arrow decomposition (MAF rows) gives the same parts.
+    in_arrow = arrow_parts(pa.array(barcodes, pa.string()))
+    for name, values in in_arrow.items():
+        assert values.to_pylist() == [got[b][name] for b in barcodes], name
     assert case_of("TCGA-A1-A0SF-01A-11D-A142-09") == "TCGA-A1-A0SF"
     assert sample_of("TCGA-A1-A0SF-01A-11D-A142-09") == "TCGA-A1-A0SF-01A"
     assert sample_of("TCGA-AB-2802") is None
@@ -280,6 +285,21 @@ def test_minimalist_maf_and_duplicates(spark, tmp_path):
     assert rows[3]["reject_reason"] == "repeats line 2 (same tumour barcode, position and alleles)"
     assert rows[4]["reject_reason"] == "Start_Position/End_Position missing or not an integer"
     assert rows[5]["reject_reason"] == "expected 5 tab-separated fields, found 6"
+
+
+def test_typed_maf_rows_keep_their_raw_record(spark, tmp_path):
+    path = tmp_path / "typed.maf"
+    line = "TP53\t17\t100\t100\tC\tT\tTCGA-A1-A0SF-01A-11D-A142-09\t."
+    path.write_text(
+        "#version 2.4\nHugo_Symbol\tChromosome\tStart_Position\tEnd_Position\tReference_Allele\t"
+        f"Tumor_Seq_Allele2\tTumor_Sample_Barcode\tt_depth\n{line}\n{line}\n"
+    )
+    assert tabular._regular(str(path), True, {3: "bigint", 8: "int"}) is not None  # read typed
+    rows = {r["line_number"]: r for r in _maf(spark, path).collect()}
+    assert (rows[3]["t_depth"], rows[3]["start_position"], rows[3]["reject_reason"]) == (None, 100, None)
+    assert rows[3]["case_barcode"] == "TCGA-A1-A0SF" and rows[3]["sample_type"] == "Primary Solid Tumor"
+    assert rows[4]["reject_reason"] == "repeats line 3 (same tumour barcode, position and alleles)"
+    assert rows[4]["record"] == line  # the missing t_depth as written, "."
 
 
 def test_clinical_records_from_biotab_annotation_and_xml(shared_data):

@@ -1,4 +1,5 @@
-"""TCGA barcodes: `TCGA-XX-XXXX-NNV-NNA-XXXX-NN`, decomposed with native Spark functions.
+"""TCGA barcodes: `TCGA-XX-XXXX-NNV-NNA-XXXX-NN`, decomposed with native Spark functions, or with Arrow
+kernels inside a Spark task (`arrow_parts`, the columns a MAF row needs), from the same pattern.
 
 TCGA-AB-2802            participant (12)     project, tissue source site, participant
 TCGA-AB-2802-03         sample (15)          + sample type code
@@ -12,12 +13,16 @@ from __future__ import annotations
 
 import re
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+# Named groups in the syntax Java and RE2 share (group names: letters only); Python's spelling below.
 BARCODE_PATTERN = (
-    r"^(TCGA)-([A-Z0-9]{2})-([A-Z0-9]{4})"
-    r"(?:-([0-9]{2})([A-Z])?(?:-([0-9]{2})([A-Z])?(?:-([A-Z0-9]{4})(?:-([0-9]{2}))?)?)?)?$"
+    r"^(?<project>TCGA)-(?<tss>[A-Z0-9]{2})-(?<participant>[A-Z0-9]{4})"
+    r"(?:-(?<typecode>[0-9]{2})(?<vial>[A-Z])?(?:-(?<portion>[0-9]{2})(?<analyte>[A-Z])?"
+    r"(?:-(?<plate>[A-Z0-9]{4})(?:-(?<center>[0-9]{2}))?)?)?)?$"
 )
 _GROUPS = {
     "project": 1,
@@ -75,7 +80,7 @@ BARCODE_COLUMNS = (
     "center",
 )
 
-_BARCODE_RE = re.compile(BARCODE_PATTERN)
+_BARCODE_RE = re.compile(BARCODE_PATTERN.replace("(?<", "(?P<"))
 
 
 def _lookup(index: int) -> Column:
@@ -125,6 +130,29 @@ def barcode_parts(barcode: Column) -> dict[str, Column]:
         "analyte": parts["analyte"],
         "plate": parts["plate"],
         "center": parts["center"],
+    }
+
+
+def arrow_parts(barcodes: pa.Array) -> dict[str, pa.Array]:
+    """case_barcode, sample_barcode, sample_type_code and sample_type of each barcode, as `barcode_parts`
+    gives them (null for what is not a TCGA barcode), with Arrow kernels."""
+    match = pc.extract_regex(pc.utf8_upper(pc.utf8_trim_whitespace(barcodes)), BARCODE_PATTERN)
+    valid = pc.fill_null(pc.is_valid(match), False)
+    null = pa.scalar(None, pa.string())
+
+    def group(name: str) -> pa.Array:
+        value = pc.struct_field(match, name)
+        return pc.if_else(pc.and_(valid, pc.not_equal(value, "")), value, null)
+
+    code = group("typecode")
+    case = pc.binary_join_element_wise(group("project"), group("tss"), group("participant"), "-")
+    sample = pc.binary_join_element_wise(case, "-", code, pc.fill_null(group("vial"), ""), "")
+    names = pa.array([names[0] for names in SAMPLE_TYPES.values()])
+    return {
+        "case_barcode": case,
+        "sample_barcode": sample,
+        "sample_type_code": code,
+        "sample_type": names.take(pc.index_in(code, value_set=pa.array(list(SAMPLE_TYPES)))),
     }
 
 

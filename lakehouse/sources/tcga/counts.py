@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
-from lakehouse.sources.tcga.tabular import clean, read_rows, repeat, typed
+from lakehouse.sources.tcga.tabular import element, read_rows, repeat, value
 
 # Count columns of silver.tcga_expression, in file order, with their types.
 COUNT_FIELDS = {
@@ -28,7 +28,7 @@ COUNT_FIELDS = {
     "fpkm_unstranded": "double",
     "fpkm_uq_unstranded": "double",
 }
-GENE_ID = r"^(?P<gene>ENS[A-Z]*G[0-9]+)(?:\.(?P<version>[0-9]+))?(?P<par>_PAR_Y)?$"
+GENE_ID = r"^ENS[A-Z]*G[0-9]+(\.[0-9]+)?(_PAR_Y)?$"  # unversioned id, version, pseudo-autosomal copy on Y
 # Per-file columns of the `files` frame that every row of the file carries.
 FILE_COLUMNS = (
     "file_path",
@@ -83,17 +83,20 @@ def _count_task(batches):
 
 def count_file_batches(row: dict) -> list[pa.RecordBatch]:
     """The output rows of one count file (`row`: one row of the files frame), as Arrow batches."""
-    rows = read_rows(row["file_path"], header=row["has_header"])
+    positions = {name: row[f"pos_{name}"] for name in COUNT_FIELDS}
+    numeric = {positions[n]: kind for n, kind in COUNT_FIELDS.items() if kind != "string" and positions[n]}
+    rows = read_rows(row["file_path"], header=row["has_header"], types=numeric)
     first = rows.field(1)
     values, bad = {}, None
     for name, kind in COUNT_FIELDS.items():
-        values[name], not_a_number = typed(clean(rows.field(row[f"pos_{name}"])), kind)
+        values[name], not_a_number = value(rows, positions[name], kind)
         if not_a_number is not None:
             bad = not_a_number if bad is None else pc.or_(bad, not_a_number)
     is_summary = pc.or_(pc.starts_with(first, "N_"), pc.starts_with(first, "__"))
-    gene = pc.extract_regex(first, GENE_ID)
-    matched = pc.is_valid(gene)
-    base, version, par = (pc.struct_field(gene, name) for name in ("gene", "version", "par"))
+    matched = pc.match_substring_regex(first, GENE_ID)
+    par = pc.if_else(pc.ends_with(first, "_PAR_Y"), pa.scalar("_PAR_Y"), pa.scalar(""))
+    pieces = pc.split_pattern(pc.replace_substring(first, "_PAR_Y", ""), ".", max_splits=1)
+    base, version = element(pieces, 0), element(pieces, 1)
     reason = pc.if_else(
         pc.and_(pc.invert(is_summary), pc.invert(matched)),
         pc.binary_join_element_wise(first, " is not an Ensembl gene ID", ""),
@@ -111,7 +114,7 @@ def count_file_batches(row: dict) -> list[pa.RecordBatch]:
         is_summary=is_summary,
         metric=pc.if_else(is_summary, first, _NULL),
         gene_id=pc.if_else(matched, pc.binary_join_element_wise(base, par, ""), _NULL),
-        gene_version=pc.cast(pc.if_else(pc.equal(version, ""), _NULL, version), pa.int32()),
+        gene_version=pc.cast(pc.if_else(matched, version, _NULL), pa.int32()),
         **{name: values[name] for name in COUNT_FIELDS if name != "gene_id"},
         reject_reason=reason,
         record=record,

@@ -2,8 +2,8 @@
 
 Spark tasks read whole MAFs into Arrow (`mapInArrow` over a frame of files, `tabular.read_rows`) and derive
 the columns with Arrow kernels: the typed core columns, every other column in `other_fields`, the reason a
-row is rejected and, on rejected rows only, the raw `record`. Spark then adds the parts of the tumour
-barcode (`barcodes.barcode_parts`, the one decomposition every table uses).
+row is rejected and, on rejected rows only, the raw `record`, and the case, sample and sample type of the
+tumour barcode (`barcodes.arrow_parts`).
 
 A row is rejected for, in this order: the wrong number of fields, no tumour barcode, a tumour barcode that
 is not TCGA's (no case to join to), no chromosome, no integer start/end, no alleles, or repeating an earlier
@@ -16,11 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from lakehouse.sources.tcga.barcodes import BARCODE_PATTERN, barcode_parts
+from lakehouse.sources.tcga.barcodes import arrow_parts
 from lakehouse.sources.tcga.formats import snake_unique
-from lakehouse.sources.tcga.tabular import ARROW_TYPES, clean, read_rows, repeat, typed
+from lakehouse.sources.tcga.tabular import Rows, clean, concat, read_rows, repeat, value
 
 # MAF columns that get their own typed column in silver.tcga_mutations (snake_cased name → type).
 MAF_TYPED: dict[str, str] = {
@@ -64,10 +63,13 @@ MAF_KEY = (
     "tumor_seq_allele2",
 )
 FILES_DDL = "file_path string, header array<string>, maf_version string"
+BARCODE_COLUMNS = ("case_barcode", "sample_barcode", "sample_type_code", "sample_type")
 ROWS_DDL = (
     "file_path string, line_number bigint, "
     + ", ".join(f"{name} {kind}" for name, kind in MAF_TYPED.items())
-    + ", other_fields map<string,string>, maf_version string, reject_reason string, record string"
+    + ", other_fields map<string,string>, maf_version string, project_id string, "
+    + ", ".join(f"{name} string" for name in BARCODE_COLUMNS)
+    + ", reject_reason string, record string"
 )
 BATCH_ROWS = 1 << 15
 _NULL = pa.scalar(None, pa.string())
@@ -76,47 +78,64 @@ _NULL = pa.scalar(None, pa.string())
 def parse_maf(files: DataFrame) -> DataFrame:
     """Mutation rows of the MAFs in `files` (schema `FILES_DDL`: each file's header fields as sniffed and
     its `#version`), one task per file, with the tumour barcode's case, sample and sample type."""
-    rows = files.repartition(max(1, files.count())).mapInArrow(_maf_task, ROWS_DDL)
-    parts = barcode_parts(F.col("tumor_sample_barcode"))
-    return rows.select(
-        "*",
-        F.lit(None).cast("string").alias("project_id"),
-        *[
-            parts[name].alias(name)
-            for name in ("case_barcode", "sample_barcode", "sample_type_code", "sample_type")
-        ],
-    )
+    tasks = min(files.count(), 4 * files.sparkSession.sparkContext.defaultParallelism)
+    return files.repartition(max(1, tasks)).mapInArrow(_maf_task, ROWS_DDL)
 
 
 def _maf_task(batches):
+    """Files of one task, read one by one; consecutive files with one header are parsed together up to
+    BATCH_ROWS rows, so a project's many small per-aliquot MAFs cost few Arrow kernel calls each."""
+    pending: list[tuple[dict, Rows]] = []
     for batch in batches:
-        for row in batch.to_pylist():
-            yield from maf_batches(row["file_path"], row["header"], row["maf_version"])
+        for file in batch.to_pylist():
+            rows = read_rows(file["file_path"], header=True, types=_numeric(file["header"]))
+            if pending and (
+                file["header"] != pending[0][0]["header"]
+                or sum(len(r) for _, r in pending) + len(rows) > BATCH_ROWS
+            ):
+                yield from maf_batches(pending)
+                pending = []
+            pending.append((file, rows))
+    if pending:
+        yield from maf_batches(pending)
 
 
-def maf_batches(path: str, header: list[str], maf_version: str | None):
-    """The rows of one MAF as Arrow batches of ROWS_DDL."""
-    names = snake_unique(header)
-    rows = read_rows(path, header=True)
-    count = len(rows)
-    cleaned = {name: clean(rows.field(i + 1)) for i, name in enumerate(names)}
+def _positions(header: list[str]) -> dict[str, int | None]:
+    position = {name: i + 1 for i, name in enumerate(snake_unique(header))}
     # The end column is spelt End_Position or End_position; start-only minimalist MAFs have neither.
-    if "end_position" not in cleaned and "start_position" in cleaned:
-        cleaned["end_position"] = cleaned["start_position"]
-    values = {
-        name: typed(cleaned[name], kind)[0] if name in cleaned else pa.nulls(count, ARROW_TYPES[kind])
-        for name, kind in MAF_TYPED.items()
-    }
-    reason = _reasons(rows, values, len(names))
+    position.setdefault("end_position", position.get("start_position"))
+    return position
+
+
+def _numeric(header: list[str]) -> dict[int, str]:
+    position = _positions(header)
+    return {position[n]: kind for n, kind in MAF_TYPED.items() if kind != "string" and position.get(n)}
+
+
+def maf_batches(files: list[tuple[dict, Rows]]):
+    """Arrow batches of ROWS_DDL for files that share one header: (files-frame row, its rows) each."""
+    header = files[0][0]["header"]
+    names = snake_unique(header)
+    position = _positions(header)
+    rows = concat([r for _, r in files])
+    count = len(rows)
+    paths = pa.concat_arrays([repeat(f["file_path"], len(r)) for f, r in files])
+    versions = pa.concat_arrays([repeat(f["maf_version"], len(r)) for f, r in files])
+    values = {name: value(rows, position.get(name), kind)[0] for name, kind in MAF_TYPED.items()}
+    others = [name for name in names if name not in MAF_TYPED]
+    cleaned = {name: clean(rows.field(position[name])) for name in others}
+    parts = arrow_parts(values["tumor_sample_barcode"])
+    reason = _reasons(rows, paths, values, parts, len(names))
     rejected = pc.is_valid(reason)
     record = pc.if_else(rejected, rows.record(), _NULL) if pc.any(rejected).as_py() else pa.nulls(count)
-    others = [name for name in names if name not in MAF_TYPED]
     columns = {
-        "file_path": repeat(path, count),
+        "file_path": paths,
         "line_number": rows.line_number,
         **values,
         "other_fields": None,
-        "maf_version": repeat(maf_version, count),
+        "maf_version": versions,
+        "project_id": pa.nulls(count, pa.string()),
+        **parts,
         "reject_reason": reason,
         "record": record,
     }
@@ -131,7 +150,9 @@ def maf_batches(path: str, header: list[str], maf_version: str | None):
         )
 
 
-def _reasons(rows, values: dict[str, pa.Array], width: int) -> pa.Array:
+def _reasons(
+    rows: Rows, paths: pa.Array, values: dict[str, pa.Array], parts: dict[str, pa.Array], width: int
+) -> pa.Array:
     barcode = values["tumor_sample_barcode"]
     checks = [
         (
@@ -142,7 +163,7 @@ def _reasons(rows, values: dict[str, pa.Array], width: int) -> pa.Array:
         ),
         (pc.is_null(barcode), "no Tumor_Sample_Barcode"),
         (
-            pc.invert(pc.match_substring_regex(pc.utf8_upper(barcode), BARCODE_PATTERN)),
+            pc.is_null(parts["case_barcode"]),
             pc.binary_join_element_wise(
                 "Tumor_Sample_Barcode ",
                 barcode,
@@ -160,7 +181,7 @@ def _reasons(rows, values: dict[str, pa.Array], width: int) -> pa.Array:
             "Reference_Allele or Tumor_Seq_Allele2 missing",
         ),
     ]
-    first = _first_of_key(rows, values)
+    first = _first_of_key(rows, paths, values)
     repeats = pc.not_equal(first, rows.line_number)
     checks.append(
         (
@@ -180,9 +201,10 @@ def _reasons(rows, values: dict[str, pa.Array], width: int) -> pa.Array:
     return reason
 
 
-def _first_of_key(rows, values: dict[str, pa.Array]) -> pa.Array:
-    """For every row, the line number of the first row with the same MAF_KEY (itself if none earlier)."""
-    parts = [pc.fill_null(pc.cast(values[name], pa.string()), "\x00") for name in MAF_KEY]
+def _first_of_key(rows: Rows, paths: pa.Array, values: dict[str, pa.Array]) -> pa.Array:
+    """For every row, the line number of the first row of its file with the same MAF_KEY (itself if none
+    earlier)."""
+    parts = [paths] + [pc.fill_null(pc.cast(values[name], pa.string()), "\x00") for name in MAF_KEY]
     key = pc.binary_join_element_wise(*parts, "\x1f")
     groups = pc.dictionary_encode(key).indices.to_numpy(zero_copy_only=False)
     _, first_index = np.unique(groups, return_index=True)  # rows are in line order

@@ -22,6 +22,8 @@ from lakehouse.sources.tcga.formats import MISSING, is_gzip
 
 ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "bigint": pa.int64(), "double": pa.float64()}
 _MISSING = pa.array(MISSING)
+# What the CSV reader reads as null in typed columns: the spellings of missing as they are written.
+_NULL_SPELLINGS = sorted({form for word in MISSING for form in (word, word.upper(), word.title())})
 _NULL = pa.scalar(None, pa.string())
 
 
@@ -46,12 +48,24 @@ def _stream(path: str):
     return pa.input_stream(path, compression="gzip" if is_gzip(path) else None)
 
 
-def read_rows(path: str, header: bool) -> Rows:
-    """Data rows of `path`; with `header`, the first line that is not a comment is the header."""
-    return _regular(path, header) or _irregular(path, header)
+def read_rows(path: str, header: bool, types: dict[int, str] | None = None) -> Rows:
+    """Data rows of `path`; with `header`, the first line that is not a comment is the header.
+
+    `types` (1-based position → type name) asks for those fields typed as they are read, where every
+    value of the file is one: use `value` to get a field typed either way.
+    """
+    return (types and _regular(path, header, types)) or _regular(path, header) or _irregular(path, header)
 
 
-def _regular(path: str, header: bool) -> Rows | None:
+def value(rows: Rows, position: int | None, kind: str) -> tuple[pa.Array, pa.Array | None]:
+    """Field `position` cleaned (`clean`) and typed (`typed`), with the mask of values that are not numbers."""
+    field = rows.field(position)
+    if field.type == ARROW_TYPES[kind] and kind != "string":
+        return field, None  # typed by the reader: every value was a number or a spelling of missing
+    return typed(clean(field), kind)
+
+
+def _regular(path: str, header: bool, types: dict[int, str] | None = None) -> Rows | None:
     with _stream(path) as stream:
         head = stream.read(1 << 20).split(b"\n")
     skip = 0
@@ -63,6 +77,10 @@ def _regular(path: str, header: bool) -> Rows | None:
         return None
     width = head[skip].count(b"\t") + 1
     names = [f"f{i}" for i in range(width)]
+    column_types = dict.fromkeys(names, pa.string())
+    for position, kind in (types or {}).items():
+        if 1 < position <= width:
+            column_types[names[position - 1]] = ARROW_TYPES[kind]
     try:
         with _stream(path) as stream:
             table = pcsv.read_csv(
@@ -74,10 +92,10 @@ def _regular(path: str, header: bool) -> Rows | None:
                     delimiter="\t", quote_char=False, double_quote=False, ignore_empty_lines=False
                 ),
                 convert_options=pcsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
+                    column_types=column_types, null_values=_NULL_SPELLINGS, strings_can_be_null=False
                 ),
             )
-    except pa.ArrowInvalid:  # a row of another width
+    except pa.ArrowInvalid:  # a row of another width, or a value that is not of its column's type
         return None
     columns = [pa.concat_arrays(c.chunks) if c.num_chunks != 1 else c.chunk(0) for c in table.columns]
     if not columns:
@@ -91,11 +109,15 @@ def _regular(path: str, header: bool) -> Rows | None:
     if pc.any(irregular).as_py():
         return None
     rows = table.num_rows
+    if types:  # typed fields lost the spelling of their missing values: lines come from a reading as text
+        record = lambda: (_regular(path, header) or _irregular(path, header)).record()
+    else:
+        record = lambda: pc.binary_join_element_wise(*columns, "\t")
     return Rows(
         line_number=pa.array(np.arange(skip + 1, skip + 1 + rows, dtype=np.int64)),
         width=pa.array(np.full(rows, width, dtype=np.int32)),
         fields=columns,
-        record=lambda: pc.binary_join_element_wise(*columns, "\t"),
+        record=record,
     )
 
 
@@ -116,19 +138,39 @@ def _irregular(path: str, header: bool) -> Rows:
     lines = lines.filter(keep)
     numbers = numbers[keep.to_numpy(zero_copy_only=False)]
     split = pc.split_pattern(lines, "\t")
-    offsets = split.offsets.to_numpy()
-    widths = np.diff(offsets).astype(np.int32)
-    flat = split.flatten()
-    fields = [
-        pc.take(flat, pa.array(offsets[:-1] + i, mask=widths <= i))
-        for i in range(int(widths.max()) if len(widths) else 0)
-    ]
+    widths = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int32)
+    fields = [element(split, i) for i in range(int(widths.max()) if len(widths) else 0)]
     return Rows(
         line_number=pa.array(numbers),
         width=pa.array(widths),
         fields=fields,
         record=lambda: lines,
     )
+
+
+def concat(parts: list[Rows]) -> Rows:
+    """The rows of several files as one (fields a file lacks are null; a field typed in one file and read
+    as text in another is text in all, and is typed again by `value`)."""
+    if len(parts) == 1:
+        return parts[0]
+    fields = []
+    for i in range(max(len(p.fields) for p in parts)):
+        columns = [p.fields[i] if i < len(p.fields) else pa.nulls(len(p), pa.string()) for p in parts]
+        if len({c.type for c in columns}) > 1:
+            columns = [c if c.type == pa.string() else pc.cast(c, pa.string()) for c in columns]
+        fields.append(pa.concat_arrays(columns))
+    return Rows(
+        line_number=pa.concat_arrays([p.line_number for p in parts]),
+        width=pa.concat_arrays([p.width for p in parts]),
+        fields=fields,
+        record=lambda: pa.concat_arrays([p.record() for p in parts]),
+    )
+
+
+def element(lists: pa.ListArray, index: int) -> pa.Array:
+    """Element `index` (0-based) of every list, null where a list is shorter."""
+    offsets = lists.offsets.to_numpy()
+    return pc.take(lists.values, pa.array(offsets[:-1] + index, mask=np.diff(offsets) <= index))
 
 
 def clean(values: pa.Array) -> pa.Array:
