@@ -167,16 +167,17 @@ def land_values(
     Returns (values landed, non-numeric values)."""
     decl = declaration(TABLES["expression"], settings.schemas_dir)
     values = transform.expression_rows(read_values(spark, names, shards), transform.file_accessions(entities))
-    # The key check and the write both read the rows: cached once rather than parsed twice.
-    values = _provenance(values, sources, run).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        replace_sources(spark, values, decl, run, sources)
-        counts = values.agg(
+    # Parsed twice (key check, write) rather than cached: caching 5.5M rows cost more than a second parse.
+    version = replace_sources(spark, _provenance(values, sources, run), decl, run, sources)
+    counts = (
+        spark.sql(f"SELECT * FROM {decl.name} VERSION AS OF {version}")
+        .filter((F.col("ingest_run_id") == run.run_id) & F.col("source_file").isin(list(names)))
+        .agg(
             F.count(F.lit(1)).alias("values"),
             F.count(F.try_element_at("other_values", F.lit(soft.VALUE_COLUMN))).alias("non_numeric"),
-        ).first()
-    finally:
-        values.unpersist()
+        )
+        .first()
+    )
     return counts["values"], counts["non_numeric"]
 
 
