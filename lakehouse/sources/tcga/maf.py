@@ -77,7 +77,8 @@ _NULL = pa.scalar(None, pa.string())
 
 def parse_maf(files: DataFrame) -> DataFrame:
     """Mutation rows of the MAFs in `files` (schema `FILES_DDL`: each file's header fields as sniffed and
-    its `#version`), one task per file, with the tumour barcode's case, sample and sample type."""
+    its `#version`), with the tumour barcode's case, sample and sample type. Each file is read whole by one
+    task; there are at most four tasks per core, so small files share a task (and its Arrow kernel calls)."""
     tasks = min(files.count(), 4 * files.sparkSession.sparkContext.defaultParallelism)
     return files.repartition(max(1, tasks)).mapInArrow(_maf_task, ROWS_DDL)
 

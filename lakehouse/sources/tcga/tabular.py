@@ -4,7 +4,9 @@
 with their 1-based line numbers. A regular file (comments only at the top, then at most one header line,
 then rows of one width) is read by Arrow's CSV reader at C speed. Any other file is read as lines and
 split into fields with Arrow kernels: slower, but exact for ragged rows, blank lines and repeated headers.
-Both readings give the same `Rows` for the same file.
+Both readings give the same `Rows` for the same file. Numeric fields can be typed by the CSV reader itself
+(`types`); a file where one value is not a number is read as text instead and typed value by value
+(`value`), which is what tells a bad value from a missing one.
 """
 
 from __future__ import annotations
