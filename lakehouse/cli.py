@@ -176,9 +176,7 @@ def run(ctx: Context, stages: tuple[str, ...]) -> None:
     ran = run_main(spark, ctx.settings, list(stages) or None, progress=progress)
     ends = [when for _, when in marks[1:]] + [time.monotonic()]
     spent = ", ".join(f"{name} {end - when:.1f} s" for (name, when), end in zip(marks, ends, strict=True))
-    err.print(
-        f"main job: {len(ran)} stages in {time.monotonic() - started:.1f} s ({spent})", highlight=False
-    )
+    err.print(f"main job: {len(ran)} stages in {time.monotonic() - started:.1f} s ({spent})", highlight=False)
     infos = list_tables(spark)
     emit(
         ["table", "layer", "version", "rows", "last_change", "operation"],
