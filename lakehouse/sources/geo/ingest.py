@@ -170,7 +170,8 @@ def land_values(
     # Parsed twice (key check, write) rather than cached: caching 5.5M rows cost more than a second parse.
     version = replace_sources(spark, _provenance(values, sources, run), decl, run, sources)
     counts = (
-        spark.sql(f"SELECT * FROM {decl.name} VERSION AS OF {version}")
+        spark.read.option("versionAsOf", version)
+        .table(decl.name)
         .filter((F.col("ingest_run_id") == run.run_id) & F.col("source_file").isin(list(names)))
         .agg(
             F.count(F.lit(1)).alias("values"),

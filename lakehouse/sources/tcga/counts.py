@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
-from lakehouse.sources.tcga.tabular import element, read_rows, repeat, value
+from lakehouse.sources.tcga.tabular import NULL, element, map_files, read_rows, value
 
 # Count columns of silver.tcga_expression, in file order, with their types.
 COUNT_FIELDS = {
@@ -53,7 +53,6 @@ OUTPUT_DDL = (
     "tpm_unstranded double, fpkm_unstranded double, fpkm_uq_unstranded double, reject_reason string, "
     "record string"
 )
-_NULL = pa.scalar(None, pa.string())
 _NOT_A_NUMBER = "a count or TPM/FPKM value is not a number"
 
 
@@ -70,9 +69,7 @@ def parse_counts(files: DataFrame) -> DataFrame:
     `unresolved` is the reason the file has no sample, or null; `has_header` whether a header line precedes
     the rows (STAR) or not (HTSeq); `pos_<column>` the 1-based position of each COUNT_FIELDS column in the
     file, null where the format lacks it)."""
-    spark = files.sparkSession
-    slices = max(1, min(files.count(), 4 * spark.sparkContext.defaultParallelism))
-    return files.repartition(slices).mapInArrow(_count_task, OUTPUT_DDL)
+    return map_files(files, _count_task, OUTPUT_DDL)
 
 
 def _count_task(batches):
@@ -100,21 +97,21 @@ def count_file_batches(row: dict) -> list[pa.RecordBatch]:
     reason = pc.if_else(
         pc.and_(pc.invert(is_summary), pc.invert(matched)),
         pc.binary_join_element_wise(first, " is not an Ensembl gene ID", ""),
-        _NULL,
+        NULL,
     )
     if bad is not None:
         reason = pc.if_else(pc.and_(pc.is_null(reason), bad), pa.scalar(_NOT_A_NUMBER), reason)
     if row["unresolved"] is not None:
-        reason = repeat(row["unresolved"], len(rows))
+        reason = pa.repeat(pa.scalar(row["unresolved"], pa.string()), len(rows))
     rejected = pc.is_valid(reason)
-    record = pc.if_else(rejected, rows.record(), _NULL) if pc.any(rejected).as_py() else pa.nulls(len(rows))
-    output = {name: repeat(row[name], len(rows)) for name in FILE_COLUMNS}
+    record = pc.if_else(rejected, rows.record(), NULL) if pc.any(rejected).as_py() else pa.nulls(len(rows))
+    output = {name: pa.repeat(pa.scalar(row[name], pa.string()), len(rows)) for name in FILE_COLUMNS}
     output.update(
         line_number=rows.line_number,
         is_summary=is_summary,
-        metric=pc.if_else(is_summary, first, _NULL),
-        gene_id=pc.if_else(matched, pc.binary_join_element_wise(base, par, ""), _NULL),
-        gene_version=pc.cast(pc.if_else(matched, version, _NULL), pa.int32()),
+        metric=pc.if_else(is_summary, first, NULL),
+        gene_id=pc.if_else(matched, pc.binary_join_element_wise(base, par, ""), NULL),
+        gene_version=pc.cast(pc.if_else(matched, version, NULL), pa.int32()),
         **{name: values[name] for name in COUNT_FIELDS if name != "gene_id"},
         reject_reason=reason,
         record=record,

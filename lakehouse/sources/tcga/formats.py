@@ -12,9 +12,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import Column
-from pyspark.sql import functions as F
-
 from lakehouse.errors import DataError
 
 # Every spelling of "missing" met in GDC/TCGA files (compared trimmed and case-insensitively). The GDC
@@ -82,11 +79,6 @@ def is_missing(value: str | None) -> bool:
 def clean(value: str | None) -> str | None:
     """A value with surrounding blanks removed, or None for any spelling of missing."""
     return None if is_missing(value) else value.strip()
-
-
-def null_if_missing(column: Column) -> Column:
-    trimmed = F.trim(column)
-    return F.when(~F.lower(trimmed).isin(*MISSING), trimmed)
 
 
 def snake_unique(names: list[str]) -> list[str]:

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame
 
 from lakehouse.sources.tcga.barcodes import arrow_parts
 from lakehouse.sources.tcga.formats import snake_unique
-from lakehouse.sources.tcga.tabular import Rows, clean, concat, read_rows, repeat, value
+from lakehouse.sources.tcga.tabular import NULL, Rows, clean, concat, map_files, read_rows, value
 
 # MAF columns that get their own typed column in silver.tcga_mutations (snake_cased name → type).
 MAF_TYPED: dict[str, str] = {
@@ -72,15 +72,13 @@ ROWS_DDL = (
     + ", reject_reason string, record string"
 )
 BATCH_ROWS = 1 << 15
-_NULL = pa.scalar(None, pa.string())
 
 
 def parse_maf(files: DataFrame) -> DataFrame:
     """Mutation rows of the MAFs in `files` (schema `FILES_DDL`: each file's header fields as sniffed and
     its `#version`), with the tumour barcode's case, sample and sample type. Each file is read whole by one
     task; there are at most four tasks per core, so small files share a task (and its Arrow kernel calls)."""
-    tasks = min(files.count(), 4 * files.sparkSession.sparkContext.defaultParallelism)
-    return files.repartition(max(1, tasks)).mapInArrow(_maf_task, ROWS_DDL)
+    return map_files(files, _maf_task, ROWS_DDL)
 
 
 def _maf_task(batches):
@@ -120,15 +118,17 @@ def maf_batches(files: list[tuple[dict, Rows]]):
     position = _positions(header)
     rows = concat([r for _, r in files])
     count = len(rows)
-    paths = pa.concat_arrays([repeat(f["file_path"], len(r)) for f, r in files])
-    versions = pa.concat_arrays([repeat(f["maf_version"], len(r)) for f, r in files])
+    paths = pa.concat_arrays([pa.repeat(pa.scalar(f["file_path"], pa.string()), len(r)) for f, r in files])
+    versions = pa.concat_arrays(
+        [pa.repeat(pa.scalar(f["maf_version"], pa.string()), len(r)) for f, r in files]
+    )
     values = {name: value(rows, position.get(name), kind)[0] for name, kind in MAF_TYPED.items()}
     others = [name for name in names if name not in MAF_TYPED]
     cleaned = {name: clean(rows.field(position[name])) for name in others}
     parts = arrow_parts(values["tumor_sample_barcode"])
     reason = _reasons(rows, paths, values, parts, len(names))
     rejected = pc.is_valid(reason)
-    record = pc.if_else(rejected, rows.record(), _NULL) if pc.any(rejected).as_py() else pa.nulls(count)
+    record = pc.if_else(rejected, rows.record(), NULL) if pc.any(rejected).as_py() else pa.nulls(count)
     columns = {
         "file_path": paths,
         "line_number": rows.line_number,

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+from pyspark.sql import DataFrame
 
 from lakehouse.sources.tcga.formats import MISSING, is_gzip
 
@@ -26,7 +27,7 @@ ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "bigint": pa.int64(), "
 _MISSING = pa.array(MISSING)
 # What the CSV reader reads as null in typed columns: the spellings of missing as they are written.
 _NULL_SPELLINGS = sorted({form for word in MISSING for form in (word, word.upper(), word.title())})
-_NULL = pa.scalar(None, pa.string())
+NULL = pa.scalar(None, pa.string())
 
 
 @dataclass
@@ -44,6 +45,13 @@ class Rows:
         if position is None or position > len(self.fields):
             return pa.nulls(len(self), pa.string())
         return self.fields[position - 1]
+
+
+def map_files(files: DataFrame, task, ddl: str) -> DataFrame:
+    """`task` (a mapInArrow function over rows of `files`) run with at most four tasks per core, so small
+    files share a task and a big batch of files still keeps every core busy."""
+    tasks = min(files.count(), 4 * files.sparkSession.sparkContext.defaultParallelism)
+    return files.repartition(max(1, tasks)).mapInArrow(task, ddl)
 
 
 def _stream(path: str):
@@ -178,7 +186,7 @@ def element(lists: pa.ListArray, index: int) -> pa.Array:
 def clean(values: pa.Array) -> pa.Array:
     """Surrounding blanks removed; every spelling of missing (`formats.MISSING`) becomes null."""
     trimmed = pc.utf8_trim_whitespace(values)
-    return pc.if_else(pc.is_in(pc.utf8_lower(trimmed), value_set=_MISSING), _NULL, trimmed)
+    return pc.if_else(pc.is_in(pc.utf8_lower(trimmed), value_set=_MISSING), NULL, trimmed)
 
 
 def typed(values: pa.Array, kind: str) -> tuple[pa.Array, pa.Array | None]:
@@ -219,10 +227,3 @@ def _number(raw: str | None, kind: str):
     if kind == "int" and not -(2**31) <= value < 2**31:
         return _BAD
     return value
-
-
-def repeat(value: str | None, rows: int) -> pa.Array:
-    """A string column of `rows` copies of `value`."""
-    if value is None:
-        return pa.nulls(rows, pa.string())
-    return pa.array([value], pa.string()).take(np.zeros(rows, dtype=np.int32))
