@@ -10,6 +10,8 @@ Shapes, as GDC serves them (sizes from the environment):
 Figures per core: Spark's rate divided by its cores (local[N]); pandas runs on one core. Spark's side is the
 full parse (typed columns, reasons, duplicates, barcode parts) written to the `noop` sink; pandas' side is
 `read_csv` of every file and, for many files, `concat` into one frame (also reported without the concat).
+Each shape also reports Spark's floor: the same files in the same tasks read by Arrow's CSV reader as
+strings and handed to the JVM with no parsing work, and the job with tasks that yield nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pytest
 from lakehouse.sources.tcga import maf
 from lakehouse.sources.tcga.counts import COUNT_FIELDS, FILE_COLUMNS, FILES_DDL, count_positions, parse_counts
 from lakehouse.sources.tcga.formats import sniff
+from lakehouse.sources.tcga.tabular import map_files
 from lakehouse.synth.tcga import generate_tcga
 
 pytestmark = pytest.mark.benchmark
@@ -69,6 +72,39 @@ def _timed(fn, repeat: int = 2) -> float:
 
 def _noop(frame) -> None:
     frame.write.format("noop").mode("overwrite").save()
+
+
+def _arrow_floor(files, skip_rows: int) -> tuple[float, float]:
+    """What Spark costs before any parsing work, in seconds: the same files in the parser's task layout
+    (`map_files`), read by Arrow's CSV reader with every field a string and handed to the JVM as they are
+    (`noop` sink); and the same job with tasks that yield nothing (the fixed cost of a job over the files)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    def read(path: str) -> pa.Table:
+        options = pcsv.ReadOptions(skip_rows=skip_rows, autogenerate_column_names=True)
+        table = pcsv.read_csv(path, options, pcsv.ParseOptions(delimiter="\t"), pcsv.ConvertOptions(
+            column_types={f"f{i}": pa.string() for i in range(width)}))  # fmt: skip
+        return table.slice(1)  # the header line
+
+    width = pcsv.read_csv(files.first()["file_path"], pcsv.ReadOptions(skip_rows=skip_rows),
+                          pcsv.ParseOptions(delimiter="\t")).num_columns  # fmt: skip
+    schema = from_arrow_schema(pa.schema([(f"f{i}", pa.string()) for i in range(width)]))
+
+    def intake(batches):
+        for batch in batches:
+            for path in batch.column("file_path").to_pylist():
+                yield from read(path).to_batches()
+
+    def nothing(batches):
+        for _ in batches:
+            pass
+        return iter(())
+
+    floor = _timed(lambda: _noop(map_files(files, intake, schema)))
+    empty = _timed(lambda: _noop(map_files(files, nothing, "n int")))
+    return floor, empty
 
 
 def _mafs_frame(spark, paths: list[Path]):
@@ -119,6 +155,7 @@ def test_bench_tcga(spark, tmp_path):
     counts_spark = _timed(lambda: _noop(parse_counts(files_frame)))
     counts_pandas = _timed(pandas_counts)
     counts_pandas_read = _timed(pandas_counts_read)
+    counts_floor = _arrow_floor(files_frame, skip_rows=1)
 
     # --- MAFs ----------------------------------------------------------------------------------------
     source = next(cohort.out.glob("*.maf.gz"))
@@ -153,14 +190,21 @@ def test_bench_tcga(spark, tmp_path):
     mafs_pandas_read = _timed(pandas_mafs_read)
     project_spark = _timed(lambda: _noop(maf.parse_maf(project_frame)))
     project_pandas = _timed(pandas_project)
+    mafs_floor = _arrow_floor(aliquots_frame, skip_rows=len(comments))
+    project_floor = _arrow_floor(project_frame, skip_rows=len(comments))
 
-    def per_core(amount, spark_s, pandas_s, pandas_read_s=None):
+    def per_core(amount, spark_s, pandas_s, pandas_read_s, floor):
+        floor_s, empty_s = floor
         figures = {
             "spark_seconds": spark_s,
             "pandas_seconds": pandas_s,
             "spark_per_s_per_core": amount / spark_s / cores,
             "pandas_per_s": amount / pandas_s,
             "ratio_spark_over_pandas_per_core": pandas_s / spark_s / cores,
+            # The ceiling of any parser run in these Spark tasks: rows that cost nothing to parse.
+            "spark_floor_seconds": floor_s,
+            "spark_empty_job_seconds": empty_s,
+            "ratio_floor_over_pandas_per_core": pandas_s / floor_s / cores,
         }
         if pandas_read_s is not None:
             figures["pandas_read_only_seconds"] = pandas_read_s
@@ -173,17 +217,21 @@ def test_bench_tcga(spark, tmp_path):
             "files": files,
             "rows_per_file": lines,
             "values": values,
-            "values_per_core": per_core(values, counts_spark, counts_pandas, counts_pandas_read),
+            "values_per_core": per_core(
+                values, counts_spark, counts_pandas, counts_pandas_read, counts_floor
+            ),
         },
         "aliquot_mafs": {
             "files": maf_files,
             "rows": maf_files * maf_file_rows,
-            "rows_per_core": per_core(maf_files * maf_file_rows, mafs_spark, mafs_pandas, mafs_pandas_read),
+            "rows_per_core": per_core(
+                maf_files * maf_file_rows, mafs_spark, mafs_pandas, mafs_pandas_read, mafs_floor
+            ),
         },
         "project_maf": {
             "rows": maf_rows,
             "bytes": project.stat().st_size,
-            "rows_per_core": per_core(maf_rows, project_spark, project_pandas),
+            "rows_per_core": per_core(maf_rows, project_spark, project_pandas, None, project_floor),
         },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
