@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,8 @@ class IngestRun:
     validate: bool = True
     validations: list = field(default_factory=list)
     declarations: dict = field(default_factory=dict)  # table -> TableDecl used for its writes
+    commit_seconds: dict[str, float] = field(default_factory=dict)  # table -> seconds from start to commit
+    _clock: float = field(default_factory=time.monotonic, repr=False)
 
     def __enter__(self) -> Self:
         ensure_table(self.spark, declaration(RUNS_TABLE, self.settings.schemas_dir))
@@ -132,6 +135,7 @@ class IngestRun:
 
     def record_target(self, table: str, version: int, decl=None) -> None:
         self.targets[table] = max(version, self.targets.get(table, -1))
+        self.commit_seconds[table] = time.monotonic() - self._clock
         if decl is not None:
             self.declarations[table] = decl
 

@@ -115,19 +115,36 @@ def _differs(column) -> str:
     return f"NOT (t.`{column.name}` <=> s.`{column.name}`)"
 
 
-def replace_source(spark, frame: DataFrame, decl: TableDecl, run: IngestRun, source: InputFile) -> int:
+def replace_source(
+    spark,
+    frame: DataFrame,
+    decl: TableDecl,
+    run: IngestRun,
+    source: InputFile,
+    unique_by: str | None = None,
+) -> int:
     """Atomically replace every row of `decl` that came from `source.path` with `frame`."""
-    return replace_sources(spark, frame, decl, run, [source])
+    return replace_sources(spark, frame, decl, run, [source], unique_by)
 
 
 def replace_sources(
-    spark, frame: DataFrame, decl: TableDecl, run: IngestRun, sources: Sequence[InputFile]
+    spark,
+    frame: DataFrame,
+    decl: TableDecl,
+    run: IngestRun,
+    sources: Sequence[InputFile],
+    unique_by: str | None = None,
 ) -> int:
     """Atomically replace every row of `decl` that came from any of `sources` with `frame` (one commit for
-    many files parsed in parallel)."""
+    many files parsed in parallel).
+
+    The frame's primary key is checked first (a Spark job over the frame), unless `unique_by` says why the
+    frame is unique by construction (a key derived from an already checked one, say).
+    """
     ensure_table(spark, decl)
     rows = conform(frame, decl)
-    check_unique_key(rows, decl)
+    if unique_by is None:
+        check_unique_key(rows, decl)
     paths = [source.path for source in sources]
     # DataFrameWriterV2's conditional overwrite is Delta's replaceWhere: delete + insert in one commit.
     with commit_metadata(spark, run.commit_metadata(sources[0] if len(sources) == 1 else None)):

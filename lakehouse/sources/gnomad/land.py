@@ -57,6 +57,7 @@ class LandedFile:
     skipped: bool
     run_id: str
     versions: dict
+    commit_seconds: dict  # table -> seconds from the run's start to its commit
 
 
 # ---------------------------------------------------------------------------------------------- naming
@@ -282,7 +283,7 @@ def land_file(
         build = build_of_release(release, source.path)
         check_build(header, build, source.path)
         if not force and already_landed(spark, source):
-            return LandedFile(source.path, release, dataset, build, 0, 0, 0, True, run.run_id, {})
+            return LandedFile(source.path, release, dataset, build, 0, 0, 0, True, run.run_id, {}, {})
         ranges = bgzf.plan_ranges(source.path, compression, range_bytes)  # refuses truncated BGZF
         schemas_dir = settings.schemas_dir
         decl = variants_declaration(spark, declaration(VARIANTS, schemas_dir), header)
@@ -296,13 +297,21 @@ def land_file(
             *[name for name, _ in FIXED_OUTPUT if name != "contig"],
             *[_annotation_to(decl, f) if f.rule == "annotation" else F.col(f.column) for f in header.fields],
         )
+        from pyspark import StorageLevel
+
         from lakehouse.tables import replace_source, with_provenance
 
-        versions = {
-            VARIANTS: replace_source(
-                spark, with_provenance(variants, source, run, release), decl, run, source
-            )
-        }
+        # The key check and the write each need every row: kept from the first pass, not parsed twice
+        # (parsing is most of the cost; the cache spills to disk for files larger than memory).
+        variants = variants.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            versions = {
+                VARIANTS: replace_source(
+                    spark, with_provenance(variants, source, run, release), decl, run, source
+                )
+            }
+        finally:
+            variants.unpersist()
         reported = reports.value
         run.rows_read = sum(records for _, records, _ in reported.values())
         _quarantine(spark, run, source, reported)
@@ -310,7 +319,12 @@ def land_file(
         landed = gate(spark, settings, run, [VARIANTS])[VARIANTS].where(F.col("source_file") == source.path)
         frequencies = population_frequencies(landed, header)
         versions[FREQUENCIES] = replace_source(
-            spark, frequencies, declaration(FREQUENCIES, schemas_dir), run, source
+            spark,
+            frequencies,
+            declaration(FREQUENCIES, schemas_dir),
+            run,
+            source,
+            unique_by="silver's checked key × the header's distinct groups",
         )
         versions[FIELDS] = replace_source(
             spark,
@@ -349,6 +363,7 @@ def land_file(
             False,
             run.run_id,
             versions,
+            run.commit_seconds,
         )
 
 
