@@ -205,6 +205,8 @@ def test_bench_tcga(spark, tmp_path):
             "spark_floor_seconds": floor_s,
             "spark_empty_job_seconds": empty_s,
             "ratio_floor_over_pandas_per_core": pandas_s / floor_s / cores,
+            # Without the job's fixed cost: what the floor tends to as the number of files grows.
+            "ratio_floor_less_empty_job_over_pandas_per_core": pandas_s / (floor_s - empty_s) / cores,
         }
         if pandas_read_s is not None:
             figures["pandas_read_only_seconds"] = pandas_read_s
