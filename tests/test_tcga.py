@@ -222,6 +222,23 @@ def test_irregular_file_rows_keep_their_line_numbers(tmp_path):
     assert rows.record().to_pylist() == ["x\ty\tz", "short", "w\t\tv\textra"]
 
 
+def test_files_sharing_a_task_may_come_out_with_different_arrow_types(spark):
+    """Every file of a task yields its own batches: a column all null in one file (no rejected row, no
+    record) must still stream after a file whose column holds strings."""
+
+    def task(batches):
+        for batch in batches:
+            for path in batch.column("file_path").to_pylist():
+                yield pa.record_batch({"file_path": [path], "record": pa.nulls(1)})
+                yield pa.record_batch({"file_path": [path], "record": pa.array(["raw line"])})
+
+    files = spark.createDataFrame([("a.tsv",), ("b.tsv",), ("c.tsv",)], "file_path string")
+    rows = tabular.map_files(files, task, "file_path string, record string").collect()
+    assert sorted(((r.file_path, r.record) for r in rows), key=lambda row: (row[0], row[1] or "")) == [
+        (name, record) for name in ("a.tsv", "b.tsv", "c.tsv") for record in (None, "raw line")
+    ]
+
+
 def test_parse_maf_matches_pandas(spark, shared_data):
     path = shared_data / TCGA / "maftools_tcga_laml.maf.gz"
     rows = _maf(spark, path).persist()

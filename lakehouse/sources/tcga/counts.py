@@ -104,7 +104,11 @@ def count_file_batches(row: dict) -> list[pa.RecordBatch]:
     if row["unresolved"] is not None:
         reason = pa.repeat(pa.scalar(row["unresolved"], pa.string()), len(rows))
     rejected = pc.is_valid(reason)
-    record = pc.if_else(rejected, rows.record(), NULL) if pc.any(rejected).as_py() else pa.nulls(len(rows))
+    record = (
+        pc.if_else(rejected, rows.record(), NULL)
+        if pc.any(rejected).as_py()
+        else pa.nulls(len(rows), pa.string())
+    )
     output = {name: pa.repeat(pa.scalar(row[name], pa.string()), len(rows)) for name in FILE_COLUMNS}
     output.update(
         line_number=rows.line_number,

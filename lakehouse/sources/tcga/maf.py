@@ -128,7 +128,11 @@ def maf_batches(files: list[tuple[dict, Rows]]):
     parts = arrow_parts(values["tumor_sample_barcode"])
     reason = _reasons(rows, paths, values, parts, len(names))
     rejected = pc.is_valid(reason)
-    record = pc.if_else(rejected, rows.record(), NULL) if pc.any(rejected).as_py() else pa.nulls(count)
+    record = (
+        pc.if_else(rejected, rows.record(), NULL)
+        if pc.any(rejected).as_py()
+        else pa.nulls(count, pa.string())
+    )
     columns = {
         "file_path": paths,
         "line_number": rows.line_number,
