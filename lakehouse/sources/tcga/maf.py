@@ -77,7 +77,7 @@ BATCH_ROWS = 1 << 15
 def parse_maf(files: DataFrame) -> DataFrame:
     """Mutation rows of the MAFs in `files` (schema `FILES_DDL`: each file's header fields as sniffed and
     its `#version`), with the tumour barcode's case, sample and sample type. Each file is read whole by one
-    task; there are at most four tasks per core, so small files share a task (and its Arrow kernel calls)."""
+    task; there is one task per core (`map_files`), so small files share a task and its Arrow kernel calls."""
     return map_files(files, _maf_task, ROWS_DDL)
 
 
