@@ -149,7 +149,7 @@ def _count_file(path, unresolved=None) -> dict:
     item = sniff(path)
     positions = counts.count_positions(item.header if item.kind == "star_counts" else None)
     row = dict.fromkeys(counts.FILE_COLUMNS)
-    row.update(file_path=str(path), file_name=path.name, unresolved=unresolved)
+    row.update(file_index=0, file_path=str(path), file_name=path.name, unresolved=unresolved)
     row["has_header"] = item.kind == "star_counts"
     row.update({f"pos_{name}": position for name, position in positions.items()})
     return row

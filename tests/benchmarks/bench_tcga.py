@@ -132,12 +132,13 @@ def test_bench_tcga(spark, tmp_path):
     positions = count_positions(sniff(counts[0]).header)
     rows = [
         (
+            index,
             *[str(p) if c == "file_path" else p.name if c == "file_name" else None for c in FILE_COLUMNS],
             None,
             True,
             *[positions[c] for c in COUNT_FIELDS],
         )
-        for p in counts
+        for index, p in enumerate(counts)
     ]
     files_frame = spark.createDataFrame(rows, FILES_DDL)
     lines = len(counts[0].read_text().splitlines()) - 2

@@ -24,7 +24,13 @@ from lakehouse.schemas import TableDecl, declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.tcga import readers
 from lakehouse.sources.tcga.barcodes import BARCODE_COLUMNS, barcode_parts, case_of
-from lakehouse.sources.tcga.counts import COUNT_FIELDS, FILES_DDL, count_positions, parse_counts
+from lakehouse.sources.tcga.counts import (
+    COUNT_FIELDS,
+    FILES_DDL,
+    count_positions,
+    parse_counts,
+    with_file_columns,
+)
 from lakehouse.sources.tcga.formats import Sniffed, sniff
 from lakehouse.sources.tcga.maf import FILES_DDL as MAF_FILES_DDL
 from lakehouse.sources.tcga.maf import MAF_KEY, parse_maf
@@ -423,15 +429,20 @@ class _Lander:
                     *[positions[c] for c in COUNT_FIELDS],
                 )
             )
-        files = self.spark.createDataFrame(rows, FILES_DDL)
+        files = self.spark.createDataFrame([(index, *row) for index, row in enumerate(rows)], FILES_DDL)
         names = [r[1] for r in rows]
         if len(set(names)) != len(names):
             raise DataError(f"two count files in this batch have the same GDC file name: {sorted(names)}")
-        parsed = parse_counts(files).withColumn("source_file", F.col("file_path")).persist()
+        parsed = parse_counts(files).persist()
+
+        def of_files(frame: DataFrame) -> DataFrame:
+            # The file columns join after the cache, next to provenance's join: one stage, one row copy.
+            return with_file_columns(frame, files).withColumn("source_file", F.col("file_path"))
+
         try:
             self.run.rows_read += parsed.count()
-            self.reject(EXPRESSION, parsed.filter(F.col("reject_reason").isNotNull()))
-            good = parsed.filter(F.col("reject_reason").isNull())
+            self.reject(EXPRESSION, of_files(parsed.filter(F.col("reject_reason").isNotNull())))
+            good = of_files(parsed.filter(F.col("reject_reason").isNull()))
             self.write(
                 EXPRESSION_QC,
                 self.provenance(

@@ -194,6 +194,34 @@ def element(lists: pa.ListArray, index: int) -> pa.Array:
     return pc.take(lists.values, pa.array(offsets[:-1] + index, mask=np.diff(offsets) <= index))
 
 
+def where(mask: pa.Array, values: pa.Array | Callable[[], pa.Array]) -> pa.Array:
+    """`values` where `mask` is true, null elsewhere (and where `mask` is null). `values` may be a function
+    that gives them, called only if some row is selected. The result's buffers hold the selected values
+    only: `if_else` keeps every value's bytes under the nulls, and Spark would be sent them all."""
+    selected = pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+    if not selected.any():
+        return pa.nulls(len(mask), pa.string() if callable(values) else values.type)
+    values = values() if callable(values) else values
+    if selected.all():
+        return values
+    return values.take(pa.array(np.arange(len(selected)), mask=~selected))
+
+
+class Memo:
+    """`function` of some Arrow arrays, worked out again only when they differ from the last call's."""
+
+    def __init__(self, function: Callable[..., object]):
+        self.function = function
+        self.arrays: tuple[pa.Array, ...] | None = None
+        self.result: object = None
+
+    def __call__(self, *arrays: pa.Array):
+        last = self.arrays
+        if last is None or len(last) != len(arrays) or not all(a.equals(b) for a, b in zip(last, arrays)):
+            self.arrays, self.result = arrays, self.function(*arrays)
+        return self.result
+
+
 def clean(values: pa.Array) -> pa.Array:
     """Surrounding blanks removed; every spelling of missing (`formats.MISSING`) becomes null."""
     trimmed = pc.utf8_trim_whitespace(values)
