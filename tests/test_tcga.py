@@ -239,6 +239,35 @@ def test_files_sharing_a_task_may_come_out_with_different_arrow_types(spark):
     ]
 
 
+def test_files_are_dealt_to_tasks_by_size(spark, tmp_path):
+    """As many tasks as cores, each reading about as many bytes: two big files never share a task (a
+    `repartition` sent both of two files to one task), and small ones fill the lighter task."""
+    cores = spark.sparkContext.defaultParallelism
+    assert cores == 2
+    sizes = {"big1": 9000, "big2": 8000, "small1": 1000, "small2": 500, "small3": 400}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+
+    def task(batches):
+        from pyspark import TaskContext
+
+        for batch in batches:
+            paths = batch.column("file_path").to_pylist()
+            yield pa.record_batch(
+                {"file_path": paths, "task": [TaskContext.get().partitionId()] * len(paths)}
+            )
+
+    files = spark.createDataFrame([(str(tmp_path / name),) for name in sizes], "file_path string")
+    rows = tabular.map_files(files, task, "file_path string, task int").collect()
+    tasks: dict[int, set[str]] = {}
+    for row in rows:
+        tasks.setdefault(row.task, set()).add(row.file_path.rsplit("/", 1)[1])
+    # 9000 | 8000, then 8000+1000 = 9000 | a tie, fewer files first: 9000+500 | 9000+400
+    assert sorted(tasks.values(), key=sorted) == [{"big1", "small2"}, {"big2", "small1", "small3"}]
+    assert tabular.deal([9000, 8000, 1000, 500, 400], 2) == [[0, 3], [1, 2, 4]]
+    assert tabular.deal([5], 4) == [[0]] and tabular.deal([], 2) == []
+
+
 def test_parse_maf_matches_pandas(spark, shared_data):
     path = shared_data / TCGA / "maftools_tcga_laml.maf.gz"
     rows = _maf(spark, path).persist()
