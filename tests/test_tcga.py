@@ -142,7 +142,9 @@ def test_file_kinds_from_content(shared_data, tmp_path):
 
 def _maf(spark, path):
     item = sniff(path)
-    return maf.parse_maf(spark.createDataFrame([(str(path), item.header, item.maf_version)], maf.FILES_DDL))
+    return maf.parse_maf(
+        spark, [{"file_path": str(path), "header": item.header, "maf_version": item.maf_version}]
+    )
 
 
 def _count_file(path, unresolved=None) -> dict:
@@ -169,8 +171,7 @@ def test_count_file_with_bad_lines_keeps_the_good_ones(spark, tmp_path):
         + "ENSG00000000005.6\tTNMD\tprotein_coding\tmany\t1\t2\t0.5\t0.1\t0.2\n"
         + "ENSG00000000419.13_PAR_Y\tDPM1\tprotein_coding\t3\t1\t2\tNA\t0.1\t0.2\n"
     )
-    files = spark.createDataFrame([_count_file(path)], counts.FILES_DDL)
-    rows = {r["line_number"]: r for r in counts.parse_counts(files).collect()}
+    rows = {r["line_number"]: r for r in counts.parse_counts(spark, [_count_file(path)]).collect()}
     assert sorted(rows) == [3, 4, 6, 7, 8]  # comment, header and blank lines are not rows
     assert (rows[3]["is_summary"], rows[3]["metric"], rows[3]["stranded_second"]) == (True, "N_unmapped", 12)
     assert (rows[4]["gene_id"], rows[4]["gene_version"], rows[4]["unstranded"]) == ("ENSG00000000003", 15, 54)
@@ -232,8 +233,10 @@ def test_files_sharing_a_task_may_come_out_with_different_arrow_types(spark):
                 yield pa.record_batch({"file_path": [path], "record": pa.nulls(1)})
                 yield pa.record_batch({"file_path": [path], "record": pa.array(["raw line"])})
 
-    files = spark.createDataFrame([("a.tsv",), ("b.tsv",), ("c.tsv",)], "file_path string")
-    rows = tabular.map_files(files, task, "file_path string, record string").collect()
+    files = [{"file_path": name} for name in ("a.tsv", "b.tsv", "c.tsv")]
+    rows = tabular.map_files(
+        spark, files, "file_path string", task, "file_path string, record string"
+    ).collect()
     assert sorted(((r.file_path, r.record) for r in rows), key=lambda row: (row[0], row[1] or "")) == [
         (name, record) for name in ("a.tsv", "b.tsv", "c.tsv") for record in (None, "raw line")
     ]
@@ -257,8 +260,8 @@ def test_files_are_dealt_to_tasks_by_size(spark, tmp_path):
                 {"file_path": paths, "task": [TaskContext.get().partitionId()] * len(paths)}
             )
 
-    files = spark.createDataFrame([(str(tmp_path / name),) for name in sizes], "file_path string")
-    rows = tabular.map_files(files, task, "file_path string, task int").collect()
+    files = [{"file_path": str(tmp_path / name)} for name in sizes]
+    rows = tabular.map_files(spark, files, "file_path string", task, "file_path string, task int").collect()
     tasks: dict[int, set[str]] = {}
     for row in rows:
         tasks.setdefault(row.task, set()).add(row.file_path.rsplit("/", 1)[1])

@@ -11,7 +11,8 @@ Figures per core: Spark's rate divided by its cores (local[N]); pandas runs on o
 full parse (typed columns, reasons, duplicates, barcode parts) written to the `noop` sink; pandas' side is
 `read_csv` of every file and, for many files, `concat` into one frame (also reported without the concat).
 Each shape also reports Spark's floor: the same files in the same tasks read by Arrow's CSV reader as
-strings and handed to the JVM with no parsing work, and the job with tasks that yield nothing.
+strings and handed to the JVM with no parsing work, and the job with tasks that yield nothing; MAFs also
+report Spark's own CSV reader on the same files (`_jvm_floor`).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _noop(frame) -> None:
     frame.write.format("noop").mode("overwrite").save()
 
 
-def _arrow_floor(files, skip_rows: int) -> tuple[float, float]:
+def _arrow_floor(spark, files: list[dict], files_ddl: str, skip_rows: int) -> tuple[float, float]:
     """What Spark costs before any parsing work, in seconds: the same files in the parser's task layout
     (`map_files`), read by Arrow's CSV reader with every field a string and handed to the JVM as they are
     (`noop` sink); and the same job with tasks that yield nothing (the fixed cost of a job over the files)."""
@@ -87,7 +88,7 @@ def _arrow_floor(files, skip_rows: int) -> tuple[float, float]:
             column_types={f"f{i}": pa.string() for i in range(width)}))  # fmt: skip
         return table.slice(1)  # the header line
 
-    width = pcsv.read_csv(files.first()["file_path"], pcsv.ReadOptions(skip_rows=skip_rows),
+    width = pcsv.read_csv(files[0]["file_path"], pcsv.ReadOptions(skip_rows=skip_rows),
                           pcsv.ParseOptions(delimiter="\t")).num_columns  # fmt: skip
     schema = ", ".join(f"f{i} string" for i in range(width))
 
@@ -101,14 +102,43 @@ def _arrow_floor(files, skip_rows: int) -> tuple[float, float]:
             pass
         return iter(())
 
-    floor = _timed(lambda: _noop(map_files(files, intake, schema)))
-    empty = _timed(lambda: _noop(map_files(files, nothing, "n int")))
+    floor = _timed(lambda: _noop(map_files(spark, files, files_ddl, intake, schema)))
+    empty = _timed(lambda: _noop(map_files(spark, files, files_ddl, nothing, "n int")))
     return floor, empty
 
 
-def _mafs_frame(spark, paths: list[Path]):
+def _jvm_floor(spark, paths: list[Path]) -> float:
+    """Seconds for Spark's own CSV reader (in the JVM: no Python worker, no line numbers, no parsing work)
+    to take in the same files with every field a string, split into about one partition per core: the
+    fastest intake Spark has, and still not a parse (it cannot give the 1-based line each row needs)."""
+    total = sum(p.stat().st_size for p in paths)
+    cores = spark.sparkContext.defaultParallelism
+    settings = {
+        "spark.sql.files.maxPartitionBytes": str(-(-total // cores)),
+        "spark.sql.files.openCostInBytes": "0",
+    }
+    before = {key: spark.conf.get(key) for key in settings}
+    width = len(sniff(paths[0]).header)
+    reader = (
+        spark.read.schema(", ".join(f"f{i} string" for i in range(width)))
+        .option("sep", "\t")
+        .option("comment", "#")
+        .option("quote", "\u0000")
+    )
+    try:
+        for key, value in settings.items():
+            spark.conf.set(key, value)
+        # Listing 400 paths is a Spark job of its own: done here, once, as for any table read.
+        frame = reader.csv([str(p) for p in paths])
+        return _timed(lambda: _noop(frame))
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)
+
+
+def _maf_files(paths: list[Path]) -> list[dict]:
     item = sniff(paths[0])
-    return spark.createDataFrame([(str(p), item.header, item.maf_version) for p in paths], maf.FILES_DDL)
+    return [{"file_path": str(p), "header": item.header, "maf_version": item.maf_version} for p in paths]
 
 
 def test_bench_tcga(spark, tmp_path):
@@ -130,17 +160,18 @@ def test_bench_tcga(spark, tmp_path):
         shutil.copyfile(generated[index % len(generated)], target)
         counts.append(target)
     positions = count_positions(sniff(counts[0]).header)
-    rows = [
-        (
-            index,
-            *[str(p) if c == "file_path" else p.name if c == "file_name" else None for c in FILE_COLUMNS],
-            None,
-            True,
-            *[positions[c] for c in COUNT_FIELDS],
-        )
+    count_files = [
+        {
+            **dict.fromkeys(FILE_COLUMNS),
+            "file_index": index,
+            "file_path": str(p),
+            "file_name": p.name,
+            "unresolved": None,
+            "has_header": True,
+            **{f"pos_{c}": positions[c] for c in COUNT_FIELDS},
+        }
         for index, p in enumerate(counts)
     ]
-    files_frame = spark.createDataFrame(rows, FILES_DDL)
     lines = len(counts[0].read_text().splitlines()) - 2
     values = files * lines * 6  # six numeric columns per row
 
@@ -151,11 +182,11 @@ def test_bench_tcga(spark, tmp_path):
     def pandas_counts():
         pd.concat([pd.read_csv(p, sep="\t", comment="#") for p in counts], ignore_index=True)
 
-    _noop(parse_counts(files_frame))  # warm-up: JIT, Python workers, page cache; not timed
-    counts_spark = _timed(lambda: _noop(parse_counts(files_frame)))
+    _noop(parse_counts(spark, count_files))  # warm-up: JIT, Python workers, page cache; not timed
+    counts_spark = _timed(lambda: _noop(parse_counts(spark, count_files)))
     counts_pandas = _timed(pandas_counts)
     counts_pandas_read = _timed(pandas_counts_read)
-    counts_floor = _arrow_floor(files_frame, skip_rows=1)
+    counts_floor = _arrow_floor(spark, count_files, FILES_DDL, skip_rows=1)
 
     # --- MAFs ----------------------------------------------------------------------------------------
     source = next(cohort.out.glob("*.maf.gz"))
@@ -168,8 +199,8 @@ def test_bench_tcga(spark, tmp_path):
         aliquots.append(target)
     project = tmp_path / "project.maf"
     _write_maf(project, comments, header, body[:maf_rows])
-    aliquots_frame = _mafs_frame(spark, aliquots)
-    project_frame = _mafs_frame(spark, [project])
+    aliquot_files = _maf_files(aliquots)
+    project_files = _maf_files([project])
 
     def pandas_mafs():
         pd.concat(
@@ -184,16 +215,18 @@ def test_bench_tcga(spark, tmp_path):
     def pandas_project():
         pd.read_csv(project, sep="\t", comment="#", dtype=str, low_memory=False)
 
-    _noop(maf.parse_maf(aliquots_frame))
-    mafs_spark = _timed(lambda: _noop(maf.parse_maf(aliquots_frame)))
+    _noop(maf.parse_maf(spark, aliquot_files))
+    mafs_spark = _timed(lambda: _noop(maf.parse_maf(spark, aliquot_files)))
     mafs_pandas = _timed(pandas_mafs)
     mafs_pandas_read = _timed(pandas_mafs_read)
-    project_spark = _timed(lambda: _noop(maf.parse_maf(project_frame)))
+    project_spark = _timed(lambda: _noop(maf.parse_maf(spark, project_files)))
     project_pandas = _timed(pandas_project)
-    mafs_floor = _arrow_floor(aliquots_frame, skip_rows=len(comments))
-    project_floor = _arrow_floor(project_frame, skip_rows=len(comments))
+    mafs_floor = _arrow_floor(spark, aliquot_files, maf.FILES_DDL, skip_rows=len(comments))
+    project_floor = _arrow_floor(spark, project_files, maf.FILES_DDL, skip_rows=len(comments))
+    mafs_jvm_floor = _jvm_floor(spark, aliquots)
+    project_jvm_floor = _jvm_floor(spark, [project])
 
-    def per_core(amount, spark_s, pandas_s, pandas_read_s, floor):
+    def per_core(amount, spark_s, pandas_s, pandas_read_s, floor, jvm_floor_s=None):
         floor_s, empty_s = floor
         figures = {
             "spark_seconds": spark_s,
@@ -208,6 +241,9 @@ def test_bench_tcga(spark, tmp_path):
             # Without the job's fixed cost: what the floor tends to as the number of files grows.
             "ratio_floor_less_empty_job_over_pandas_per_core": pandas_s / (floor_s - empty_s) / cores,
         }
+        if jvm_floor_s is not None:
+            figures["spark_jvm_csv_floor_seconds"] = jvm_floor_s
+            figures["ratio_jvm_csv_floor_over_pandas_per_core"] = pandas_s / jvm_floor_s / cores
         if pandas_read_s is not None:
             figures["pandas_read_only_seconds"] = pandas_read_s
             figures["ratio_vs_pandas_read_only_per_core"] = pandas_read_s / spark_s / cores
@@ -227,13 +263,20 @@ def test_bench_tcga(spark, tmp_path):
             "files": maf_files,
             "rows": maf_files * maf_file_rows,
             "rows_per_core": per_core(
-                maf_files * maf_file_rows, mafs_spark, mafs_pandas, mafs_pandas_read, mafs_floor
+                maf_files * maf_file_rows,
+                mafs_spark,
+                mafs_pandas,
+                mafs_pandas_read,
+                mafs_floor,
+                mafs_jvm_floor,
             ),
         },
         "project_maf": {
             "rows": maf_rows,
             "bytes": project.stat().st_size,
-            "rows_per_core": per_core(maf_rows, project_spark, project_pandas, None, project_floor),
+            "rows_per_core": per_core(
+                maf_rows, project_spark, project_pandas, None, project_floor, project_jvm_floor
+            ),
         },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

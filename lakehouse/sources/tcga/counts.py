@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.sources.tcga.tabular import Memo, clean, element, map_files, read_rows, value, where
@@ -45,12 +45,14 @@ FILE_COLUMNS = (
     "case_barcode",
     "project_id",
 )
-FILES_DDL = (
-    "file_index int, "
-    + ", ".join(f"{c} string" for c in FILE_COLUMNS)
-    + ", unresolved string, has_header boolean, "
-    + ", ".join(f"pos_{c} int" for c in COUNT_FIELDS)
-)
+FILE_FIELDS = {
+    "file_index": "int",
+    **dict.fromkeys(FILE_COLUMNS, "string"),
+    "unresolved": "string",
+    "has_header": "boolean",
+    **{f"pos_{c}": "int" for c in COUNT_FIELDS},
+}
+FILES_DDL = ", ".join(f"{name} {kind}" for name, kind in FILE_FIELDS.items())
 OUTPUT_DDL = (
     "file_index int, line_number bigint, is_summary boolean, metric string, gene_id string, gene_version int, "
     "gene_name string, gene_type string, unstranded bigint, stranded_first bigint, stranded_second bigint, "
@@ -68,18 +70,21 @@ def count_positions(header: list[str] | None) -> dict[str, int | None]:
     return {name: (lower.index(name) + 1 if name in lower else None) for name in COUNT_FIELDS}
 
 
-def parse_counts(files: DataFrame) -> DataFrame:
-    """Gene and summary rows of the count files in `files` (schema `FILES_DDL`, one row per file:
-    `file_index` a number the caller gives each file, which its rows carry; `unresolved` is the reason the
+def parse_counts(spark: SparkSession, files: list[dict]) -> DataFrame:
+    """Gene and summary rows of the count files in `files` (one dict per file with the fields of
+    `FILES_DDL`: `file_index` a number the caller gives each file, which its rows carry; `unresolved` is the reason the
     file has no sample, or null; `has_header` whether a header line precedes the rows (STAR) or not
     (HTSeq); `pos_<column>` the 1-based position of each COUNT_FIELDS column in the file, null where the
     format lacks it). `with_file_columns` gives the rows their file's FILE_COLUMNS."""
-    return map_files(files, _count_task, OUTPUT_DDL)
+    return map_files(spark, files, FILES_DDL, _count_task, OUTPUT_DDL)
 
 
-def with_file_columns(rows: DataFrame, files: DataFrame) -> DataFrame:
-    """`rows` of `parse_counts(files)` with their file's FILE_COLUMNS in place of `file_index`."""
-    columns = files.select("file_index", *FILE_COLUMNS)
+def with_file_columns(rows: DataFrame, files: list[dict]) -> DataFrame:
+    """`rows` of `parse_counts(spark, files)` with their file's FILE_COLUMNS in place of `file_index`."""
+    names = ("file_index", *FILE_COLUMNS)
+    columns = rows.sparkSession.createDataFrame(
+        [tuple(file[n] for n in names) for file in files], ", ".join(f"{n} {FILE_FIELDS[n]}" for n in names)
+    )
     return rows.join(F.broadcast(columns), "file_index").drop("file_index")
 
 
@@ -93,7 +98,7 @@ def _count_task(batches):
 
 
 def count_file_batches(row: dict, genes: Memo | None = None) -> list[pa.RecordBatch]:
-    """The output rows of one count file (`row`: one row of the files frame), as Arrow batches."""
+    """The output rows of one count file (`row`: one file of `parse_counts`), as Arrow batches."""
     positions = {name: row[f"pos_{name}"] for name in COUNT_FIELDS}
     numeric = {positions[n]: kind for n, kind in COUNT_FIELDS.items() if kind != "string" and positions[n]}
     rows = read_rows(row["file_path"], header=row["has_header"], types=numeric)

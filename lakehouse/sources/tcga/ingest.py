@@ -26,13 +26,12 @@ from lakehouse.sources.tcga import readers
 from lakehouse.sources.tcga.barcodes import BARCODE_COLUMNS, barcode_parts, case_of
 from lakehouse.sources.tcga.counts import (
     COUNT_FIELDS,
-    FILES_DDL,
+    FILE_FIELDS,
     count_positions,
     parse_counts,
     with_file_columns,
 )
 from lakehouse.sources.tcga.formats import Sniffed, sniff
-from lakehouse.sources.tcga.maf import FILES_DDL as MAF_FILES_DDL
 from lakehouse.sources.tcga.maf import MAF_KEY, parse_maf
 from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields
 from lakehouse.tables import upsert
@@ -326,9 +325,10 @@ class _Lander:
         adds one version of silver.tcga_mutations however many MAF files it brings."""
         if not items:
             return
-        files = self.spark.createDataFrame(
-            [(str(item.path), item.header, item.maf_version) for item in items], MAF_FILES_DDL
-        )
+        files = [
+            {"file_path": str(item.path), "header": item.header, "maf_version": item.maf_version}
+            for item in items
+        ]
         landing = self.spark.createDataFrame(
             [
                 (str(item.path), self.mapping.get(item.path.name, {}).get("project_id"), order)
@@ -340,7 +340,7 @@ class _Lander:
             "case_barcode", F.col("project_id").alias("clinical_project")
         )
         parsed = (
-            parse_maf(files)
+            parse_maf(self.spark, files)
             .join(F.broadcast(landing), on="file_path")
             .withColumnRenamed("file_path", "source_file")
             .join(clinical, on="case_barcode", how="left")
@@ -429,11 +429,11 @@ class _Lander:
                     *[positions[c] for c in COUNT_FIELDS],
                 )
             )
-        files = self.spark.createDataFrame([(index, *row) for index, row in enumerate(rows)], FILES_DDL)
+        files = [dict(zip(FILE_FIELDS, (index, *row), strict=True)) for index, row in enumerate(rows)]
         names = [r[1] for r in rows]
         if len(set(names)) != len(names):
             raise DataError(f"two count files in this batch have the same GDC file name: {sorted(names)}")
-        parsed = parse_counts(files).persist()
+        parsed = parse_counts(self.spark, files).persist()
 
         def of_files(frame: DataFrame) -> DataFrame:
             # The file columns join after the cache, next to provenance's join: one stage, one row copy.

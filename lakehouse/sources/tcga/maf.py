@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.sources.tcga.barcodes import arrow_parts
 from lakehouse.sources.tcga.formats import snake_unique
@@ -74,11 +74,12 @@ ROWS_DDL = (
 BATCH_ROWS = 1 << 15
 
 
-def parse_maf(files: DataFrame) -> DataFrame:
-    """Mutation rows of the MAFs in `files` (schema `FILES_DDL`: each file's header fields as sniffed and
-    its `#version`), with the tumour barcode's case, sample and sample type. Each file is read whole by one
-    task; there is one task per core (`map_files`), so small files share a task and its Arrow kernel calls."""
-    return map_files(files, _maf_task, ROWS_DDL)
+def parse_maf(spark: SparkSession, files: list[dict]) -> DataFrame:
+    """Mutation rows of the MAFs in `files` (one dict per file with the fields of `FILES_DDL`: its path,
+    its header fields as sniffed and its `#version`), with the tumour barcode's case, sample and sample
+    type. Each file is read whole by one task; there is one task per core (`map_files`), so small files
+    share a task and its Arrow kernel calls."""
+    return map_files(spark, files, FILES_DDL, _maf_task, ROWS_DDL)
 
 
 def _maf_task(batches):
