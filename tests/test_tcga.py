@@ -199,9 +199,9 @@ def test_regular_files_read_the_same_by_both_readers(shared_data, tmp_path):
         **dict.fromkeys(cohort.out.glob("*.maf.gz"), True),
     }
     for path, header in paths.items():
-        fast = tabular._regular(str(path), header)
+        fast = tabular._regular(tabular.whole(str(path)), header)
         assert fast is not None, path  # regular files take the CSV reader
-        exact = tabular._irregular(str(path), header)
+        exact = tabular._irregular(tabular.whole(str(path)), header)
         assert len(fast) >= 10 and fast.line_number.equals(exact.line_number), path
         assert all(a.equals(b) for a, b in zip(fast.fields, exact.fields, strict=True)), path
         assert fast.record().equals(exact.record()), path
@@ -210,7 +210,7 @@ def test_regular_files_read_the_same_by_both_readers(shared_data, tmp_path):
 def test_irregular_file_rows_keep_their_line_numbers(tmp_path):
     path = tmp_path / "ragged.tsv"
     path.write_bytes(b"#c1\n#c2\nA\tB\tC\r\nx\ty\tz\r\n\n  \nA\tB\tC\nshort\n#late\nw\t\tv\textra\n")
-    assert tabular._regular(str(path), header=True) is None
+    assert tabular._regular(tabular.whole(str(path)), header=True) is None
     rows = tabular.read_rows(str(path), header=True)
     assert rows.line_number.to_pylist() == [4, 8, 10]
     assert rows.width.to_pylist() == [3, 1, 4]
@@ -343,12 +343,86 @@ def test_typed_maf_rows_keep_their_raw_record(spark, tmp_path):
         "#version 2.4\nHugo_Symbol\tChromosome\tStart_Position\tEnd_Position\tReference_Allele\t"
         f"Tumor_Seq_Allele2\tTumor_Sample_Barcode\tt_depth\n{line}\n{line}\n"
     )
-    assert tabular._regular(str(path), True, {3: "bigint", 8: "int"}) is not None  # read typed
+    assert tabular._regular(tabular.whole(str(path)), True, {3: "bigint", 8: "int"}) is not None  # read typed
     rows = {r["line_number"]: r for r in _maf(spark, path).collect()}
     assert (rows[3]["t_depth"], rows[3]["start_position"], rows[3]["reject_reason"]) == (None, 100, None)
     assert rows[3]["case_barcode"] == "TCGA-A1-A0SF" and rows[3]["sample_type"] == "Primary Solid Tumor"
     assert rows[4]["reject_reason"] == "repeats line 3 (same tumour barcode, position and alleles)"
     assert rows[4]["record"] == line  # the missing t_depth as written, "."
+
+
+def _cut_maf(tmp_path):
+    """A plain MAF of generated rows with, past its first lines, a comment, a blank line, the header again,
+    a row of the wrong width and a repeat of its second data line (line 6)."""
+    from lakehouse.synth.tcga import generate_tcga
+
+    cohort = generate_tcga(tmp_path / "cohort", cases=30, genes=60, seed=4, normal_fraction=0.0)
+    with gzip.open(next(cohort.out.glob("*.maf.gz")), "rt") as handle:
+        lines = handle.read().splitlines()
+    top = [line for line in lines if line.startswith("#")]
+    header, body = lines[len(top)], lines[len(top) + 1 :]
+    assert len(top) == 3 and len(body) > 40
+    odd = ["#a comment", "", header, body[5] + "\textra"]
+    text = "\n".join([*top, header, *body[:20], *odd, *body[20:], body[1]]) + "\n"
+    path = tmp_path / "cut.maf"
+    path.write_text(text)
+    return path, text.encode()
+
+
+def _task_rows(path, spans) -> list[dict]:
+    item = sniff(path)
+    files = [
+        {"file_path": str(path), "header": item.header, "maf_version": item.maf_version,
+         "piece_start": start, "piece_stop": stop}
+        for start, stop in spans
+    ]  # fmt: skip
+    batches = maf._maf_task([pa.RecordBatch.from_pylist(files)])
+    return sorted(pa.Table.from_batches(list(batches)).to_pylist(), key=lambda row: row["line_number"])
+
+
+def test_maf_pieces_parse_as_the_whole_file(tmp_path):
+    path, data = _cut_maf(tmp_path)
+    whole = _task_rows(path, [(None, None)])
+    lines = data.split(b"\n")
+    repeat = len(lines) - 1  # the last line: a repeat of line 6
+    width = len(sniff(path).header)
+    assert {row["line_number"]: row["reject_reason"] for row in whole if row["reject_reason"]} == {
+        28: f"expected {width} tab-separated fields, found {width + 1}",
+        repeat: "repeats line 6 (same tumour barcode, position and alleles)",
+    }
+    assert len(whole) == len(lines) - 1 - 4 - 3  # less the end, the top four and three odd lines
+    line_start = len(b"\n".join(lines[:30])) + 1  # where line 31 starts
+    middle = len(b"\n".join(lines[:9])) + 10  # inside line 10
+    layouts = {
+        "mid-line": [(0, len(data) // 3), (len(data) // 3, 2 * len(data) // 3), (2 * len(data) // 3, None)],
+        "at a line start, the odd lines in the second piece": [(0, len(b"\n".join(lines[:23]))), (len(b"\n".join(lines[:23])), None)],
+        "at a line start, the odd lines in the first piece": [(0, line_start), (line_start, None)],
+        "inside the comments": [(0, 5), (5, None)],
+        "a piece with no line start": [(0, middle), (middle, middle + 1), (middle + 1, None)],
+    }  # fmt: skip
+    for name, spans in layouts.items():
+        assert _task_rows(path, spans) == whole, name
+
+
+def test_a_big_plain_maf_is_parsed_in_pieces_by_every_task(spark, tmp_path, monkeypatch):
+    path, _ = _cut_maf(tmp_path)
+    whole = _task_rows(path, [(None, None)])
+    gz = tmp_path / "cut.maf.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    files = [{"file_path": str(p), "header": ["h"], "maf_version": None} for p in (path, gz)]
+    monkeypatch.setattr(tabular, "SMALLEST_PIECE", 1)
+    size = path.stat().st_size
+    assert [(f["piece_start"], f["piece_stop"]) for f in tabular.pieces(files, 2)] == [
+        (0, size // 2), (size // 2, None), (None, None)  # a gzip file is read whole
+    ]  # fmt: skip
+    assert [(f["piece_start"], f["piece_stop"]) for f in tabular.pieces(files[:1], 2, smallest=size)] == [
+        (None, None)
+    ]
+    parsed = _maf(spark, path)
+    tasks = parsed.select(F.spark_partition_id().alias("task")).distinct().count()
+    assert tasks == 2
+    rows = sorted((r.asDict(recursive=True) for r in parsed.collect()), key=lambda row: row["line_number"])
+    assert [{**r, "other_fields": dict(r["other_fields"])} for r in whole] == rows
 
 
 def test_clinical_records_from_biotab_annotation_and_xml(shared_data):

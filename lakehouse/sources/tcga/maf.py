@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.sources.tcga.barcodes import arrow_parts
 from lakehouse.sources.tcga.formats import snake_unique
-from lakehouse.sources.tcga.tabular import NULL, Rows, clean, concat, map_files, read_rows, value
+from lakehouse.sources.tcga.tabular import NULL, Rows, clean, concat, map_files, read_rows, span, value
 
 # MAF columns that get their own typed column in silver.tcga_mutations (snake_cased name → type).
 MAF_TYPED: dict[str, str] = {
@@ -77,25 +77,35 @@ BATCH_ROWS = 1 << 15
 def parse_maf(spark: SparkSession, files: list[dict]) -> DataFrame:
     """Mutation rows of the MAFs in `files` (one dict per file with the fields of `FILES_DDL`: its path,
     its header fields as sniffed and its `#version`), with the tumour barcode's case, sample and sample
-    type. Each file is read whole by one task; there is one task per core (`map_files`), so small files
-    share a task and its Arrow kernel calls."""
-    return map_files(spark, files, FILES_DDL, _maf_task, ROWS_DDL)
+    type. There is one task per core (`map_files`): small files share a task and its Arrow kernel calls,
+    and a plain-text MAF bigger than a task's share is cut into pieces read by several tasks."""
+    return map_files(spark, files, FILES_DDL, _maf_task, ROWS_DDL, split=True)
 
 
 def _maf_task(batches):
     """Files of one task, read one by one; consecutive files with one header are parsed together up to
-    BATCH_ROWS rows, so a project's many small per-aliquot MAFs cost few Arrow kernel calls each."""
+    BATCH_ROWS rows, so a project's many small per-aliquot MAFs cost few Arrow kernel calls each. A piece
+    past the top of its file is parsed alone, with the key fields of the file's earlier lines, so that a
+    repeat of a line in an earlier piece is still told."""
     pending: list[tuple[dict, Rows]] = []
     for batch in batches:
         for file in batch.to_pylist():
-            rows = read_rows(file["file_path"], header=True, types=_numeric(file["header"]))
+            piece = span(file)
+            rows = read_rows(file["file_path"], header=True, types=_numeric(file["header"]), span=piece)
+            alone = piece is not None and piece[0] > 0
             if pending and (
-                file["header"] != pending[0][0]["header"]
+                alone
+                or file["header"] != pending[0][0]["header"]
                 or sum(len(r) for _, r in pending) + len(rows) > BATCH_ROWS
             ):
                 yield from maf_batches(pending)
                 pending = []
-            pending.append((file, rows))
+            if alone:
+                keys = {p for name, p in _positions(file["header"]).items() if name in MAF_KEY and p}
+                earlier = read_rows(file["file_path"], header=True, span=(0, piece[0]), fields=keys)
+                yield from maf_batches([(file, rows)], earlier)
+            else:
+                pending.append((file, rows))
     if pending:
         yield from maf_batches(pending)
 
@@ -112,8 +122,9 @@ def _numeric(header: list[str]) -> dict[int, str]:
     return {position[n]: kind for n, kind in MAF_TYPED.items() if kind != "string" and position.get(n)}
 
 
-def maf_batches(files: list[tuple[dict, Rows]]):
-    """Arrow batches of ROWS_DDL for files that share one header: (files-frame row, its rows) each."""
+def maf_batches(files: list[tuple[dict, Rows]], earlier: Rows | None = None):
+    """Arrow batches of ROWS_DDL for files that share one header: (files-frame row, its rows) each.
+    `earlier`: for one piece of a file, the file's rows before it (at least their key fields)."""
     header = files[0][0]["header"]
     names = snake_unique(header)
     position = _positions(header)
@@ -127,7 +138,19 @@ def maf_batches(files: list[tuple[dict, Rows]]):
     others = [name for name in names if name not in MAF_TYPED]
     cleaned = {name: clean(rows.field(position[name])) for name in others}
     parts = arrow_parts(values["tumor_sample_barcode"])
-    reason = _reasons(rows, paths, values, parts, len(names))
+    keys = [values[name] for name in MAF_KEY]
+    if earlier is not None and len(earlier):
+        before = [value(earlier, position.get(name), MAF_TYPED[name])[0] for name in MAF_KEY]
+        first = _first_of_key(
+            pa.concat_arrays([earlier.line_number, rows.line_number]),
+            pa.concat_arrays(
+                [pa.repeat(pa.scalar(files[0][0]["file_path"], pa.string()), len(earlier)), paths]
+            ),
+            [pa.concat_arrays([b, k]) for b, k in zip(before, keys, strict=True)],
+        ).slice(len(earlier))
+    else:
+        first = _first_of_key(rows.line_number, paths, keys)
+    reason = _reasons(rows, paths, values, parts, len(names), first)
     rejected = pc.is_valid(reason)
     record = (
         pc.if_else(rejected, rows.record(), NULL)
@@ -157,7 +180,12 @@ def maf_batches(files: list[tuple[dict, Rows]]):
 
 
 def _reasons(
-    rows: Rows, paths: pa.Array, values: dict[str, pa.Array], parts: dict[str, pa.Array], width: int
+    rows: Rows,
+    paths: pa.Array,
+    values: dict[str, pa.Array],
+    parts: dict[str, pa.Array],
+    width: int,
+    first: pa.Array,
 ) -> pa.Array:
     barcode = values["tumor_sample_barcode"]
     checks = [
@@ -187,7 +215,6 @@ def _reasons(
             "Reference_Allele or Tumor_Seq_Allele2 missing",
         ),
     ]
-    first = _first_of_key(rows, paths, values)
     repeats = pc.not_equal(first, rows.line_number)
     checks.append(
         (
@@ -207,14 +234,13 @@ def _reasons(
     return reason
 
 
-def _first_of_key(rows: Rows, paths: pa.Array, values: dict[str, pa.Array]) -> pa.Array:
-    """For every row, the line number of the first row of its file with the same MAF_KEY (itself if none
-    earlier)."""
-    parts = [paths] + [pc.fill_null(pc.cast(values[name], pa.string()), "\x00") for name in MAF_KEY]
-    key = pc.binary_join_element_wise(*parts, "\x1f")
-    groups = pc.dictionary_encode(key).indices.to_numpy(zero_copy_only=False)
-    _, first_index = np.unique(groups, return_index=True)  # rows are in line order
-    return rows.line_number.take(pa.array(first_index[groups]))
+def _first_of_key(numbers: pa.Array, paths: pa.Array, keys: list[pa.Array]) -> pa.Array:
+    """For every row (in line order), the line number of the first row with the same path and `keys`
+    (MAF_KEY's values): its own where none is earlier."""
+    parts = [paths] + [pc.fill_null(pc.cast(key, pa.string()), "\x00") for key in keys]
+    groups = pc.dictionary_encode(pc.binary_join_element_wise(*parts, "\x1f")).indices
+    _, first_index = np.unique(groups.to_numpy(zero_copy_only=False), return_index=True)
+    return numbers.take(pa.array(first_index[groups.to_numpy(zero_copy_only=False)]))
 
 
 def _other_fields(columns: list[pa.Array], names: list[str], rows: int) -> pa.Array:

@@ -49,10 +49,13 @@ class Rows:
         return self.fields[position - 1]
 
 
-def map_files(spark: SparkSession, files: list[dict], files_ddl: str, task, ddl: str) -> DataFrame:
+def map_files(
+    spark: SparkSession, files: list[dict], files_ddl: str, task, ddl: str, split: bool = False
+) -> DataFrame:
     """`task` (a mapInArrow function over rows of `files_ddl`, one per file, each with its `file_path`) run
     as one task per core over `files`, dealt out by size (`deal`) so that each task reads about as many
-    bytes.
+    bytes. With `split`, a plain-text file bigger than a task's share is cut into pieces (`pieces`): each
+    row then also has `piece_start` and `piece_stop`, which `span` turns into `read_rows`' span.
 
     The files are rows on the driver, not a DataFrame: collecting a frame made from a list is a job of its
     own (0.22 s for 400 files). They are laid out in task order and padded with rows whose `file_path` is
@@ -64,9 +67,12 @@ def map_files(spark: SparkSession, files: list[dict], files_ddl: str, task, ddl:
     from pyspark.sql.types import DataType, StructType
 
     schema = to_arrow_schema(DataType.fromDDL(ddl))
-    names = StructType.fromDDL(files_ddl).names
     tasks = spark.sparkContext.defaultParallelism
-    shares = deal([_size(file["file_path"]) for file in files], tasks)
+    if split:
+        files = pieces(files, tasks)
+        files_ddl += ", piece_start bigint, piece_stop bigint"
+    names = StructType.fromDDL(files_ddl).names
+    shares = deal([_bytes(file) for file in files], tasks)
     shares += [[]] * (tasks - len(shares))
     longest = max(len(share) for share in shares)
     empty = (None,) * len(names)
@@ -85,6 +91,39 @@ def map_files(spark: SparkSession, files: list[dict], files_ddl: str, task, ddl:
             yield batch if batch.schema == schema else batch.cast(schema)
 
     return dealt.mapInArrow(conformed, ddl)
+
+
+SMALLEST_PIECE = 16 << 20
+
+
+def pieces(files: list[dict], tasks: int, smallest: int | None = None) -> list[dict]:
+    """`files`, each plain-text one bigger than a task's share of all their bytes (and than `smallest`,
+    by default SMALLEST_PIECE) cut into as many pieces of about that share, at most `tasks`: `piece_start`
+    and `piece_stop` are byte offsets (`piece_stop` null for the last piece; both null for a file read
+    whole). Lines belong to the piece they start in. gzip files cannot be cut: a task reads one whole."""
+    sizes = [_size(file["file_path"]) for file in files]
+    share = max(sum(sizes) / max(tasks, 1), smallest or SMALLEST_PIECE)
+    cut = []
+    for file, size in zip(files, sizes, strict=True):
+        count = 1 if size <= share or is_gzip(file["file_path"]) else min(tasks, math.ceil(size / share))
+        if count == 1:
+            cut.append({**file, "piece_start": None, "piece_stop": None})
+            continue
+        bounds = [size * i // count for i in range(count)] + [None]
+        cut += [{**file, "piece_start": bounds[i], "piece_stop": bounds[i + 1]} for i in range(count)]
+    return cut
+
+
+def span(file: dict) -> tuple[int, int | None] | None:
+    """`read_rows`' span for a row of `map_files(..., split=True)`: None where the file is read whole."""
+    start, stop = file.get("piece_start"), file.get("piece_stop")
+    return None if start is None else (start, stop)
+
+
+def _bytes(file: dict) -> int:
+    if file.get("piece_start") is None:
+        return _size(file["file_path"])
+    return (file["piece_stop"] or _size(file["file_path"])) - file["piece_start"]
 
 
 def deal(sizes: list[int], tasks: int) -> list[list[int]]:
@@ -110,13 +149,75 @@ def _stream(path: str):
     return pa.input_stream(path, compression="gzip" if is_gzip(path) else None)
 
 
-def read_rows(path: str, header: bool, types: dict[int, str] | None = None) -> Rows:
+@dataclass
+class Source:
+    """The text a reader takes: a whole file, or a piece of a plain-text one (`piece`)."""
+
+    open: Callable[[], pa.NativeFile]
+    first_line: int = 1  # the number of its first line in the file
+    header_line: str | None = None  # a piece past the top: the file's header, which its lines may repeat
+
+
+def whole(path: str) -> Source:
+    return Source(lambda: _stream(path))
+
+
+def piece(path: str, start: int, stop: int | None, header: bool) -> Source:
+    """The lines of plain-text `path` that start at byte offsets in [start, stop) (to the end if `stop` is
+    None), numbered as in the file: the newlines before them are counted."""
+    with open(path, "rb") as handle:
+        begin = _line_start(handle, start)
+        end = _line_start(handle, stop) if stop is not None else None
+        handle.seek(0)
+        newlines = 0
+        while handle.tell() < begin:
+            newlines += handle.read(min(begin - handle.tell(), 1 << 24)).count(b"\n")
+        data = pa.py_buffer(handle.read(-1 if end is None else end - begin))
+    header_line = _header_line(path) if header and begin > 0 else None
+    return Source(lambda: pa.BufferReader(data), first_line=newlines + 1, header_line=header_line)
+
+
+def _line_start(handle, offset: int) -> int:
+    """The first byte offset at or after `offset` where a line starts (the file's size if none does)."""
+    if offset <= 0:
+        return 0
+    position = offset - 1
+    handle.seek(position)
+    while chunk := handle.read(1 << 16):
+        found = chunk.find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += len(chunk)
+    return position
+
+
+def _header_line(path: str) -> str | None:
+    with _stream(path) as stream:
+        head = stream.read(1 << 20).split(b"\n")
+    line = next((line for line in head[:-1] if not line.startswith(b"#")), None)
+    return None if line is None else line.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
+def read_rows(
+    path: str,
+    header: bool,
+    types: dict[int, str] | None = None,
+    span: tuple[int, int | None] | None = None,
+    fields: set[int] | None = None,
+) -> Rows:
     """Data rows of `path`; with `header`, the first line that is not a comment is the header.
 
     `types` (1-based position → type name) asks for those fields typed as they are read, where every
-    value of the file is one: use `value` to get a field typed either way.
+    value of the file is one: use `value` to get a field typed either way. `span` (start, stop) reads only
+    the lines that start in that byte range of a plain-text file (`piece`). `fields` (1-based positions)
+    may leave the other fields null, where the reader can skip them.
     """
-    return (types and _regular(path, header, types)) or _regular(path, header) or _irregular(path, header)
+    source = whole(path) if span is None else piece(path, *span, header)
+    return (
+        ((types or fields) and _regular(source, header, types, fields))
+        or _regular(source, header)
+        or _irregular(source, header)
+    )
 
 
 def value(rows: Rows, position: int | None, kind: str) -> tuple[pa.Array, pa.Array | None]:
@@ -127,14 +228,18 @@ def value(rows: Rows, position: int | None, kind: str) -> tuple[pa.Array, pa.Arr
     return typed(clean(field), kind)
 
 
-def _regular(path: str, header: bool, types: dict[int, str] | None = None) -> Rows | None:
-    with _stream(path) as stream:
+def _regular(
+    source: Source, header: bool, types: dict[int, str] | None = None, fields: set[int] | None = None
+) -> Rows | None:
+    with source.open() as stream:
         head = stream.read(1 << 20).split(b"\n")
     skip = 0
     while skip < len(head) - 1 and head[skip].startswith(b"#"):
         skip += 1
-    if header:
+    header_line = source.header_line
+    if header and header_line is None:
         skip += 1
+        header_line = head[skip - 1].rstrip(b"\r").decode("utf-8", errors="replace")
     if skip >= len(head) - 1:  # no complete data line in the first MiB
         return None
     width = head[skip].count(b"\t") + 1
@@ -143,8 +248,10 @@ def _regular(path: str, header: bool, types: dict[int, str] | None = None) -> Ro
     for position, kind in (types or {}).items():
         if 1 < position <= width:
             column_types[names[position - 1]] = ARROW_TYPES[kind]
+    # The first field is always read: it is what tells blank, comment and header lines.
+    included = [names[p - 1] for p in sorted({1} | fields) if p <= width] if fields else None
     try:
-        with _stream(path) as stream:
+        with source.open() as stream:
             table = pcsv.read_csv(
                 stream,
                 read_options=pcsv.ReadOptions(
@@ -154,49 +261,59 @@ def _regular(path: str, header: bool, types: dict[int, str] | None = None) -> Ro
                     delimiter="\t", quote_char=False, double_quote=False, ignore_empty_lines=False
                 ),
                 convert_options=pcsv.ConvertOptions(
-                    column_types=column_types, null_values=_NULL_SPELLINGS, strings_can_be_null=False
+                    column_types=column_types,
+                    null_values=_NULL_SPELLINGS,
+                    strings_can_be_null=False,
+                    include_columns=included,
                 ),
             )
     except pa.ArrowInvalid:  # a row of another width, or a value that is not of its column's type
         return None
-    columns = [pa.concat_arrays(c.chunks) if c.num_chunks != 1 else c.chunk(0) for c in table.columns]
+    read = {
+        name: pa.concat_arrays(c.chunks) if c.num_chunks != 1 else c.chunk(0)
+        for name, c in zip(table.column_names, table.columns, strict=True)
+    }
+    rows = table.num_rows
+    columns = [read.get(name, pa.nulls(rows, pa.string())) for name in names]
     if not columns:
         return None
     first = columns[0]
     # A blank line reads as a row of empty fields; a comment or the header again as a row of text.
     irregular = pc.or_(pc.equal(first, ""), pc.starts_with(first, "#"))
-    if header:
-        header_fields = head[skip - 1].rstrip(b"\r").decode("utf-8", errors="replace").split("\t")
-        irregular = pc.or_(irregular, pc.equal(first, header_fields[0]))
+    if header and header_line is not None:
+        irregular = pc.or_(irregular, pc.equal(first, header_line.split("\t")[0]))
     if pc.any(irregular).as_py():
         return None
-    rows = table.num_rows
-    if types:  # typed fields lost the spelling of their missing values: lines come from a reading as text
-        record = lambda: (_regular(path, header) or _irregular(path, header)).record()
+    if types or fields:  # typed fields lost the spelling of their missing values, and left-out ones all
+        record = lambda: (_regular(source, header) or _irregular(source, header)).record()
     else:
         record = lambda: pc.binary_join_element_wise(*columns, "\t")
+    start = source.first_line + skip
     return Rows(
-        line_number=pa.array(np.arange(skip + 1, skip + 1 + rows, dtype=np.int64)),
+        line_number=pa.array(np.arange(start, start + rows, dtype=np.int64)),
         width=pa.array(np.full(rows, width, dtype=np.int32)),
         fields=columns,
         record=record,
     )
 
 
-def _irregular(path: str, header: bool) -> Rows:
-    with _stream(path) as stream:
+def _irregular(source: Source, header: bool) -> Rows:
+    with source.open() as stream:
         text = stream.read().decode("utf-8", errors="replace")
     lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten().cast(pa.string())
     del text
     if len(lines) and lines[-1].as_py() == "":
         lines = lines.slice(0, len(lines) - 1)
     lines = pc.utf8_rtrim(lines, characters="\r")
-    numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
+    numbers = np.arange(source.first_line, source.first_line + len(lines), dtype=np.int64)
     keep = pc.and_(pc.invert(pc.starts_with(lines, "#")), pc.not_equal(pc.utf8_trim_whitespace(lines), ""))
     if header:
-        kept = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
-        if len(kept):
-            keep = pc.and_(keep, pc.not_equal(lines, lines[int(kept[0])]))
+        header_line = source.header_line
+        if header_line is None:
+            kept = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+            header_line = lines[int(kept[0])] if len(kept) else None
+        if header_line is not None:
+            keep = pc.and_(keep, pc.not_equal(lines, header_line))
     lines = lines.filter(keep)
     numbers = numbers[keep.to_numpy(zero_copy_only=False)]
     split = pc.split_pattern(lines, "\t")
