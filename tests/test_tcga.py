@@ -267,8 +267,6 @@ def test_files_are_dealt_to_tasks_by_size(spark, tmp_path):
         tasks.setdefault(row.task, set()).add(row.file_path.rsplit("/", 1)[1])
     # 9000 | 8000, then 8000+1000 = 9000 | a tie, fewer files first: 9000+500 | 9000+400
     assert sorted(tasks.values(), key=sorted) == [{"big1", "small2"}, {"big2", "small1", "small3"}]
-    assert tabular.deal([9000, 8000, 1000, 500, 400], 2) == [[0, 3], [1, 2, 4]]
-    assert tabular.deal([5], 4) == [[0]] and tabular.deal([], 2) == []
 
 
 def test_parse_maf_matches_pandas(spark, shared_data):

@@ -29,6 +29,7 @@ from lakehouse.sources.gnomad import bgzf
 from lakehouse.sources.gnomad.frequencies import population_frequencies
 from lakehouse.sources.gnomad.header import EXTRA_SUBFIELDS, InfoField, VcfHeader, parse_header
 from lakehouse.sources.gnomad.records import FIXED_OUTPUT, output_schema, parse_lines
+from lakehouse.tasks import spread
 
 VARIANTS = "silver.gnomad_variants"
 FREQUENCIES = "gold.gnomad_population_frequencies"
@@ -177,7 +178,8 @@ class _RangeReports(AccumulatorParam):
 
 
 def read_variants(spark, path: str, header: VcfHeader, compression: str, ranges, reports) -> DataFrame:
-    """Typed rows, one per ALT allele, parsed in Spark tasks (one task per byte range)."""
+    """Typed rows, one per ALT allele, parsed in Spark tasks (one per core, each with its share of the byte
+    ranges)."""
     schema = output_schema(header)
 
     def parse_ranges(batches):
@@ -185,6 +187,8 @@ def read_variants(spark, path: str, header: VcfHeader, compression: str, ranges,
 
         for batch in batches:
             for index, start, end in zip(*(batch.column(c).to_pylist() for c in ("index", "start", "end"))):
+                if index is None:  # the padding of a share (`tasks.spread`)
+                    continue
                 data = bgzf.range_text(path, compression, bgzf.ByteRange(index, start, end))
                 lines, records, bad = 0, 0, []
                 position = 0
@@ -201,9 +205,10 @@ def read_variants(spark, path: str, header: VcfHeader, compression: str, ranges,
 
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    plan = spark.createDataFrame(
-        [(r.index, r.start, r.end) for r in ranges], "index int, start bigint, end bigint"
-    ).repartition(max(1, len(ranges)), "index")
+    plan = spread(
+        spark, [(r.index, r.start, r.end) for r in ranges], "index int, start bigint, end bigint",
+        [r.end - r.start for r in ranges],
+    )  # fmt: skip
     return plan.mapInArrow(parse_ranges, from_arrow_schema(schema))
 
 

@@ -11,7 +11,6 @@ Both readings give the same `Rows` for the same file. Numeric fields can be type
 
 from __future__ import annotations
 
-import heapq
 import math
 import os
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import pyarrow.csv as pcsv
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.sources.tcga.formats import MISSING, is_gzip
+from lakehouse.tasks import spread
 
 ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "bigint": pa.int64(), "double": pa.float64()}
 _MISSING = pa.array(MISSING)
@@ -53,36 +53,24 @@ def map_files(
     spark: SparkSession, files: list[dict], files_ddl: str, task, ddl: str, split: bool = False
 ) -> DataFrame:
     """`task` (a mapInArrow function over rows of `files_ddl`, one per file, each with its `file_path`) run
-    as one task per core over `files`, dealt out by size (`deal`) so that each task reads about as many
-    bytes. With `split`, a plain-text file bigger than a task's share is cut into pieces (`pieces`): each
-    row then also has `piece_start` and `piece_stop`, which `span` turns into `read_rows`' span.
+    as one task per core over `files`, dealt out by size (`tasks.spread`) so that each task reads about as
+    many bytes; `task` never sees the padding rows. With `split`, a plain-text file bigger than a task's
+    share is cut into pieces (`pieces`): each row then also has `piece_start` and `piece_stop`, which
+    `span` turns into `read_rows`' span.
 
     The files are rows on the driver, not a DataFrame: collecting a frame made from a list is a job of its
-    own (0.22 s for 400 files). They are laid out in task order and padded with rows whose `file_path` is
-    null (never shown to `task`) to the same number of rows per task: a frame made from a list is cut into
-    equal runs of rows, one per task, so every task gets exactly its share without a shuffle. Every task
-    costs ~80 ms before it reads a file, so there are no more tasks than cores; `repartition(n)` does not
-    deal a few rows evenly (two files on two cores went to one task)."""
+    own (0.22 s for 400 files). Every task costs ~80 ms before it reads a file, so there are no more tasks
+    than cores."""
     from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import DataType, StructType
 
     schema = to_arrow_schema(DataType.fromDDL(ddl))
-    tasks = spark.sparkContext.defaultParallelism
     if split:
-        files = pieces(files, tasks)
+        files = pieces(files, spark.sparkContext.defaultParallelism)
         files_ddl += ", piece_start bigint, piece_stop bigint"
     names = StructType.fromDDL(files_ddl).names
-    shares = deal([_bytes(file) for file in files], tasks)
-    shares += [[]] * (tasks - len(shares))
-    longest = max(len(share) for share in shares)
-    empty = (None,) * len(names)
-    # createDataFrame of a list cuts it into `tasks` equal runs of rows, in order: one share each.
-    layout = [
-        row
-        for share in shares
-        for row in [tuple(files[i].get(n) for n in names) for i in share] + [empty] * (longest - len(share))
-    ]
-    dealt = spark.createDataFrame(layout or [empty] * tasks, files_ddl)
+    rows = [tuple(file.get(name) for name in names) for file in files]
+    dealt = spread(spark, rows, files_ddl, [_bytes(file) for file in files])
 
     def conformed(batches):
         # Files of one task may come out with different Arrow types (a column all null in one file, say);
@@ -124,18 +112,6 @@ def _bytes(file: dict) -> int:
     if file.get("piece_start") is None:
         return _size(file["file_path"])
     return (file["piece_stop"] or _size(file["file_path"])) - file["piece_start"]
-
-
-def deal(sizes: list[int], tasks: int) -> list[list[int]]:
-    """Indexes of `sizes` dealt into at most `tasks` shares of about equal total size: largest first, each
-    to the lightest share so far (each share in index order)."""
-    lightest = [(0, 0, share) for share in range(min(tasks, len(sizes)))]  # (load, files, share)
-    shares: list[list[int]] = [[] for _ in lightest]
-    for index in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
-        load, count, share = heapq.heappop(lightest)
-        shares[share].append(index)
-        heapq.heappush(lightest, (load + sizes[index], count + 1, share))
-    return [sorted(share) for share in shares]
 
 
 def _size(path: str | None) -> int:
