@@ -391,9 +391,10 @@ def test_maf_pieces_parse_as_the_whole_file(tmp_path):
     assert len(whole) == len(lines) - 1 - 4 - 3  # less the end, the top four and three odd lines
     line_start = len(b"\n".join(lines[:30])) + 1  # where line 31 starts
     middle = len(b"\n".join(lines[:9])) + 10  # inside line 10
+    before_odd = len(b"\n".join(lines[:23]))  # the end of line 23: line 24 starts a byte later
     layouts = {
         "mid-line": [(0, len(data) // 3), (len(data) // 3, 2 * len(data) // 3), (2 * len(data) // 3, None)],
-        "at a line start, the odd lines in the second piece": [(0, len(b"\n".join(lines[:23]))), (len(b"\n".join(lines[:23])), None)],
+        "at a newline, the odd lines in the second piece": [(0, before_odd), (before_odd, None)],
         "at a line start, the odd lines in the first piece": [(0, line_start), (line_start, None)],
         "inside the comments": [(0, 5), (5, None)],
         "a piece with no line start": [(0, middle), (middle, middle + 1), (middle + 1, None)],

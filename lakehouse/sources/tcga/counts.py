@@ -72,10 +72,10 @@ def count_positions(header: list[str] | None) -> dict[str, int | None]:
 
 def parse_counts(spark: SparkSession, files: list[dict]) -> DataFrame:
     """Gene and summary rows of the count files in `files` (one dict per file with the fields of
-    `FILES_DDL`: `file_index` a number the caller gives each file, which its rows carry; `unresolved` is the reason the
-    file has no sample, or null; `has_header` whether a header line precedes the rows (STAR) or not
-    (HTSeq); `pos_<column>` the 1-based position of each COUNT_FIELDS column in the file, null where the
-    format lacks it). `with_file_columns` gives the rows their file's FILE_COLUMNS."""
+    `FILES_DDL`: `file_index` a number the caller gives each file, which its rows carry; `unresolved` is
+    the reason the file has no sample, or null; `has_header` whether a header line precedes the rows (STAR)
+    or not (HTSeq); `pos_<column>` the 1-based position of each COUNT_FIELDS column in the file, null where
+    the format lacks it). `with_file_columns` gives the rows their file's FILE_COLUMNS."""
     return map_files(spark, files, FILES_DDL, _count_task, OUTPUT_DDL)
 
 
