@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# Resolved like the paths the ingest records, so ../shared may be a link (a developer's checkout).
+SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
 JAR_CACHE = Path(os.environ.get("LAKEHOUSE_CACHE") or ROOT / "lakehouse-data" / "cache").resolve()
 
 
