@@ -20,9 +20,10 @@ def test_items_are_spread_one_share_per_core(spark):
     shares = _shares(spread(spark, [(i, 0, s) for i, s in enumerate(sizes)], ddl, sizes))
     assert sorted(sum(sizes[i] for i in share) for share in shares) == [43, 48]  # six 8s | five and the 3
     assert sorted(i for share in shares for i in share) == list(range(12))
-    # One item: one task has it, the other only padding; no items: padding only.
-    assert _shares(spread(spark, [(0, 0, 1)], ddl, [1])) == [[0], []]
-    assert _shares(spread(spark, [], ddl, [])) == [[], []]
+    # Fewer items than cores: one task each, the other tasks get no row at all (not even padding).
+    one = spread(spark, [(0, 0, 1)], ddl, [1])
+    assert sorted(_shares(one)) == [[], [0]] and one.count() == 1
+    assert _shares(spread(spark, [], ddl, [])) in ([], [[], []])
 
 
 def test_deal_gives_the_largest_first_to_the_lightest_share():
