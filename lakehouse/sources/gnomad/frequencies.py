@@ -2,7 +2,7 @@
 
 gnomAD names the groups differently in each release: `AC_afr_XX` (v3/v4), `AC_afr_female` (v2),
 `AC_AFR`, `AC_Male`, `Hom_AFR` (r2.0), with subsets in front (`non_ukb_`, `controls_`, `joint_`). The field
-names are parsed once from the header; the transform is native Spark.
+names are parsed once from the header; the transform is Arrow, run in the landing's tasks.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.sources.gnomad.header import CORE_INFO, VcfHeader
 
@@ -67,40 +67,35 @@ def group_columns(header: VcfHeader) -> dict[Group, dict[str, str]]:
     return {g: cols for g, cols in groups.items() if "ac" in cols or "an" in cols}
 
 
-def population_frequencies(variants: DataFrame, header: VcfHeader) -> DataFrame:
-    """silver rows of one file → one row per variant × group with ac, an, af, nhomalt (null when absent)."""
-    metric_type = {"ac": "int", "an": "int", "af": "double", "nhomalt": "int"}
-    entries = [
-        F.struct(
-            F.lit(group.subset).alias("subset"),
-            F.lit(group.ancestry_group).alias("ancestry_group"),
-            F.lit(group.sex).alias("sex"),
-            *[
-                (F.col(columns[m]) if m in columns else F.lit(None)).cast(t).alias(m)
-                for m, t in metric_type.items()
-            ],
-        )
-        for group, columns in sorted(
-            group_columns(header).items(), key=lambda kv: tuple(vars(kv[0]).values())
-        )
-    ]
-    if not entries:
-        return variants.select(
-            *KEY, *[F.lit(None).alias(c) for c in ("subset", "ancestry_group", "sex")]
-        ).limit(0)
-    provenance = ("source_file", "source_sha256", "source_release", "ingest_run_id", "ingested_at")
-    return (
-        variants.select(*KEY, *provenance, F.explode(F.array(*entries)).alias("g"))
-        .where(F.col("g.an").isNotNull() | F.col("g.ac").isNotNull())
-        .select(
-            *KEY,
-            F.col("g.subset").alias("subset"),
-            F.col("g.ancestry_group").alias("ancestry_group"),
-            F.col("g.sex").alias("sex"),
-            *[F.col(f"g.{m}").alias(m) for m in metric_type],
-            *provenance,
-        )
-    )
+METRICS = {"ac": pa.int32(), "an": pa.int32(), "af": pa.float64(), "nhomalt": pa.int32()}
+PROVENANCE = ("source_file", "source_sha256", "source_release", "ingest_run_id", "ingested_at")
 
 
-__all__ = ["CORE_INFO", "Group", "group_columns", "parse_group", "population_frequencies"]
+def frequencies_table(variants: pa.Table, groups: dict[Group, dict[str, str]]) -> pa.Table:
+    """silver rows of one file → one row per variant × group (`group_columns`) with ac, an, af, nhomalt
+    (null when the release has no such field), for the groups whose ac or an the variant has."""
+    parts = []
+    n = variants.num_rows
+    for group, columns in sorted(groups.items(), key=lambda kv: tuple(vars(kv[0]).values())):
+        metrics = {
+            m: variants.column(columns[m]).cast(t) if m in columns else pa.nulls(n, t)
+            for m, t in METRICS.items()
+        }
+        present = pc.or_(pc.is_valid(metrics["an"]), pc.is_valid(metrics["ac"]))
+        part = pa.table(
+            {
+                **{k: variants.column(k) for k in KEY},
+                "subset": pa.repeat(pa.scalar(group.subset), n),
+                "ancestry_group": pa.repeat(pa.scalar(group.ancestry_group), n),
+                "sex": pa.repeat(pa.scalar(group.sex), n),
+                **metrics,
+                **{k: variants.column(k) for k in PROVENANCE},
+            }
+        )
+        parts.append(part.filter(present))
+    if not parts:
+        return pa.table({k: variants.column(k) for k in KEY}).slice(0, 0)
+    return pa.concat_tables(parts)
+
+
+__all__ = ["CORE_INFO", "Group", "frequencies_table", "group_columns", "parse_group"]

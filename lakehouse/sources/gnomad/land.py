@@ -14,22 +14,23 @@ import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pyspark.accumulators import AccumulatorParam
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import ensure_table
 from lakehouse.errors import DataError, SchemaDriftError
+from lakehouse.landing import Provenance, Report, Rows, Target, check_keys, commit, evolve, write_pieces
 from lakehouse.quality.quarantine import quarantine
 from lakehouse.quality.validate import gate
 from lakehouse.runs import IngestRun, InputFile, utcnow
 from lakehouse.schemas import ColumnDecl, TableDecl, declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.gnomad import bgzf
-from lakehouse.sources.gnomad.frequencies import population_frequencies
+from lakehouse.sources.gnomad.frequencies import frequencies_table, group_columns
 from lakehouse.sources.gnomad.header import EXTRA_SUBFIELDS, InfoField, VcfHeader, parse_header
-from lakehouse.sources.gnomad.records import FIXED_OUTPUT, output_schema, parse_lines
-from lakehouse.tasks import spread
+from lakehouse.sources.gnomad.records import parse_lines
 
 VARIANTS = "silver.gnomad_variants"
 FREQUENCIES = "gold.gnomad_population_frequencies"
@@ -89,13 +90,6 @@ def check_build(header: VcfHeader, build: str, path: str) -> None:
             f"{path}: its ##contig lengths are those of {inferred} but release/options say {build}; "
             "pass the right --release (v2 → GRCh37, v3+ → GRCh38) or check the file"
         )
-
-
-def contig_expression(build: str):
-    if build != "GRCh38":
-        return F.col("contig")
-    mapping = F.create_map(*[F.lit(x) for pair in GRCH38_NAMES.items() for x in pair])
-    return F.coalesce(F.element_at(mapping, F.col("contig")), F.col("contig"))
 
 
 # ---------------------------------------------------------------------------------------------- schema
@@ -166,50 +160,75 @@ def _describe(info: InfoField) -> str:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-class _RangeReports(AccumulatorParam):
-    """{range index: (lines, records, bad records)}; a retried task reports the same key again."""
+@dataclass(frozen=True)
+class FileShape:
+    """What every row of one file gets besides its parsed fields (all picklable: it travels to tasks)."""
 
-    def zero(self, value):
-        return {}
+    release: str
+    dataset: str
+    genome_build: str
+    annotations: (
+        dict  # annotation column -> the stored struct's sub-fields, where they differ from the file's
+    )
+    provenance: Provenance
 
-    def addInPlace(self, value1, value2):
-        value1.update(value2)
-        return value1
+
+def shape_variants(batch: pa.RecordBatch, shape: FileShape) -> pa.Table:
+    """Parsed rows of one file → silver rows: release, dataset and build, GRCh38 contig names, annotation
+    structs laid out as stored, provenance."""
+    table = pa.Table.from_batches([batch])
+    n = table.num_rows
+    contig = table.column("contig")
+    if shape.genome_build == "GRCh38":
+        names = pa.array(list(GRCH38_NAMES))
+        mapped = pc.take(pa.array(list(GRCH38_NAMES.values())), pc.index_in(contig, value_set=names))
+        contig = pc.coalesce(mapped, contig)
+    columns = {
+        "release": pa.repeat(pa.scalar(shape.release), n),
+        "dataset": pa.repeat(pa.scalar(shape.dataset), n),
+        "genome_build": pa.repeat(pa.scalar(shape.genome_build), n),
+        "contig": contig,
+    }
+    for name in table.column_names:
+        if name != "contig":
+            column = table.column(name)
+            stored = shape.annotations.get(name)
+            columns[name] = column if stored is None else _relayout(column, stored)
+    return shape.provenance.add_to(pa.table(columns))
 
 
-def read_variants(spark, path: str, header: VcfHeader, compression: str, ranges, reports) -> DataFrame:
-    """Typed rows, one per ALT allele, parsed in Spark tasks (one per core, each with its share of the byte
-    ranges)."""
-    schema = output_schema(header)
+def _relayout(column: pa.ChunkedArray, stored: list[str]) -> pa.Array:
+    """A list<struct> column with the stored struct's sub-fields, in its order (absent ones null)."""
+    array = column.combine_chunks()
+    own = array.values
+    length = len(own)
+    children = [
+        own.field(s) if own.type.get_field_index(s) >= 0 else pa.nulls(length, pa.string()) for s in stored
+    ]
+    entries = pa.StructArray.from_arrays(children, names=stored)
+    return pa.ListArray.from_arrays(array.offsets, entries, mask=array.is_null())
 
-    def parse_ranges(batches):
-        import pyarrow as pa
 
-        for batch in batches:
-            for index, start, end in zip(*(batch.column(c).to_pylist() for c in ("index", "start", "end"))):
-                if index is None:  # the padding of a share (`tasks.spread`)
-                    continue
-                data = bgzf.range_text(path, compression, bgzf.ByteRange(index, start, end))
-                lines, records, bad = 0, 0, []
-                position = 0
-                while position < len(data):
-                    cut = _nth_newline(data, position, LINES_PER_BATCH)
-                    parsed = parse_lines(data[position:cut], header, first_line=lines + 1)
-                    lines += parsed.lines
-                    records += parsed.records
-                    bad.extend(parsed.bad[: MAX_BAD_PER_RANGE - len(bad)])
-                    position = cut
-                    if parsed.batch.num_rows:
-                        yield pa.RecordBatch.from_arrays(parsed.batch.columns, schema=schema)
-                reports.add({index: (lines, records, bad)})
-
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    plan = spread(
-        spark, [(r.index, r.start, r.end) for r in ranges], "index int, start bigint, end bigint",
-        [r.end - r.start for r in ranges],
-    )  # fmt: skip
-    return plan.mapInArrow(parse_ranges, from_arrow_schema(schema))
+def range_rows(path: str, compression: str, header: VcfHeader, shape: FileShape, groups, piece: tuple):
+    """One byte range of the file → silver and gold rows (`landing.Rows`) and the range's report: its line
+    and record counts, and its bad records with their line numbers within the range."""
+    index, start, end = piece
+    data = bgzf.range_text(path, compression, bgzf.ByteRange(index, start, end))
+    lines, records, bad = 0, 0, []
+    position = 0
+    where = f"{path}, byte range {index}"
+    while position < len(data):
+        cut = _nth_newline(data, position, LINES_PER_BATCH)
+        parsed = parse_lines(data[position:cut], header, first_line=lines + 1)
+        lines += parsed.lines
+        records += parsed.records
+        bad.extend(parsed.bad[: MAX_BAD_PER_RANGE - len(bad)])
+        position = cut
+        if parsed.batch.num_rows:
+            variants = shape_variants(parsed.batch, shape)
+            yield Rows(VARIANTS, variants, where)
+            yield Rows(FREQUENCIES, frequencies_table(variants, groups), where)
+    yield Report({"index": index, "lines": lines, "records": records, "bad": bad})
 
 
 def _nth_newline(data: bytes, start: int, n: int) -> int:
@@ -292,45 +311,48 @@ def land_file(
         ranges = bgzf.plan_ranges(source.path, compression, range_bytes)  # refuses truncated BGZF
         schemas_dir = settings.schemas_dir
         decl = variants_declaration(spark, declaration(VARIANTS, schemas_dir), header)
-        reports = spark.sparkContext.accumulator({}, _RangeReports())
-        parsed = read_variants(spark, source.path, header, compression, ranges, reports)
-        variants = parsed.select(
-            F.lit(release).alias("release"),
-            F.lit(dataset).alias("dataset"),
-            F.lit(build).alias("genome_build"),
-            contig_expression(build).alias("contig"),
-            *[name for name, _ in FIXED_OUTPUT if name != "contig"],
-            *[_annotation_to(decl, f) if f.rule == "annotation" else F.col(f.column) for f in header.fields],
+        variants, frequencies = (
+            Target.of(spark, decl),
+            Target.of(spark, declaration(FREQUENCIES, schemas_dir)),
         )
-        from pyspark import StorageLevel
+        shape = FileShape(
+            release, dataset, build, _stored_layouts(decl, header), Provenance.of(source, run, release)
+        )
+        groups = group_columns(header)
+        path = source.path
 
-        from lakehouse.tables import replace_source, with_provenance
+        def work(piece):
+            return range_rows(path, compression, header, shape, groups, piece)
 
-        # The key check and the write each need every row: kept from the first pass, not parsed twice
-        # (parsing is most of the cost; the cache spills to disk for files larger than memory).
-        variants = variants.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            versions = {
-                VARIANTS: replace_source(
-                    spark, with_provenance(variants, source, run, release), decl, run, source
-                )
-            }
-        finally:
-            variants.unpersist()
-        reported = reports.value
+        written = write_pieces(
+            spark, [(r.index, r.start, r.end) for r in ranges], "index int, start bigint, end bigint",
+            [r.end - r.start for r in ranges], work, [variants, frequencies],
+        )  # fmt: skip
+        check_keys([variants], written)
+        reported = {r["index"]: (r["lines"], r["records"], r["bad"]) for r in written.reports}
         run.rows_read = sum(records for _, records, _ in reported.values())
         _quarantine(spark, run, source, reported)
-
-        landed = gate(spark, settings, run, [VARIANTS])[VARIANTS].where(F.col("source_file") == source.path)
-        frequencies = population_frequencies(landed, header)
-        versions[FREQUENCIES] = replace_source(
-            spark,
+        evolve(spark, decl)
+        idempotent = {"replace": [source.path], "again": force, "source": source}
+        versions = {
+            VARIANTS: commit(
+                variants,
+                written.files.get(VARIANTS, []),
+                run,
+                app_id=f"{VARIANTS}:{source.sha256}",
+                **idempotent,
+            )
+        }
+        gate(spark, settings, run, [VARIANTS])  # gold only from a validated silver version
+        versions[FREQUENCIES] = commit(
             frequencies,
-            declaration(FREQUENCIES, schemas_dir),
+            written.files.get(FREQUENCIES, []),
             run,
-            source,
-            unique_by="silver's checked key × the header's distinct groups",
+            app_id=f"{FREQUENCIES}:{source.sha256}",
+            **idempotent,
         )
+        from lakehouse.tables import replace_source
+
         versions[FIELDS] = replace_source(
             spark,
             _fields_frame(spark, header, source, release, dataset, build),
@@ -356,7 +378,7 @@ def land_file(
         versions[HEADERS] = replace_source(
             spark, spark.createDataFrame([header_row], headers_decl.spark_schema()), headers_decl, run, source
         )
-        rows = spark.table(VARIANTS).where(F.col("source_file") == source.path).count()
+        rows = written.rows(VARIANTS)
         return LandedFile(
             source.path,
             release,
@@ -372,20 +394,18 @@ def land_file(
         )
 
 
-def _annotation_to(decl: TableDecl, info: InfoField):
-    """The file's annotation struct laid out as the stored one (which may hold other releases' sub-fields)."""
+def _stored_layouts(decl: TableDecl, header: VcfHeader) -> dict:
+    """Annotation column -> the stored struct's sub-fields, where the table holds other releases' too."""
     from lakehouse.types import parse_type
 
-    stored = parse_type(decl.column(info.column).type).elementType.fieldNames()
-    own = {*info.sub_columns, EXTRA_SUBFIELDS}
-    if list(stored) == [*info.sub_columns, EXTRA_SUBFIELDS]:
-        return F.col(info.column)
-    return F.transform(
-        info.column,
-        lambda entry: F.struct(
-            *[(entry[s] if s in own else F.lit(None).cast("string")).alias(s) for s in stored]
-        ),
-    ).alias(info.column)
+    layouts = {}
+    for info in header.fields:
+        if info.rule != "annotation":
+            continue
+        stored = list(parse_type(decl.column(info.column).type).elementType.fieldNames())
+        if stored != [*info.sub_columns, EXTRA_SUBFIELDS]:
+            layouts[info.column] = stored
+    return layouts
 
 
 def _quarantine(spark, run: IngestRun, source: InputFile, reported: dict) -> None:

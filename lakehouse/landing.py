@@ -1,0 +1,672 @@
+"""One landing engine for every source: parse inside Spark tasks, write each target table's Parquet files
+there, commit each table once through Delta's protocol (delta-rs) on the driver.
+
+Rows never cross into the JVM. A source hands the engine a list of pieces (byte ranges, files) and a
+function that turns one piece into Arrow tables per target (`Rows`) and reports (`Report`). Each Spark task
+runs that function over its share of the pieces (`tasks.spread`), and for every target table:
+
+- conforms the rows to the table's declaration (names, order, types; a null in a non-null column is an
+  error naming the piece and the line);
+- writes Parquet files with pyarrow into the table's storage location (local or S3, `storage.Storage`),
+  one directory per partition value;
+- computes, in the same pass, Delta's per-file statistics (numRecords, min/max/nullCount of the indexed
+  columns) and a 64-bit hash of each row's primary key.
+
+A task returns only file descriptors, hashes and reports. The driver checks the keys, then commits each
+table with `commit`: one Delta transaction per table and run, with an application transaction id
+(`SetTransaction`) so that a retried or repeated run adds nothing. Files of a task that failed, or of a run
+that never committed, are not in the log: they are orphans that VACUUM removes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.errors import DataError
+from lakehouse.schemas import TableDecl
+from lakehouse.storage import Storage
+
+log = logging.getLogger(__name__)
+
+INDEXED_COLUMNS = 32  # Delta's delta.dataSkippingNumIndexedCols default
+# Spark cuts string bounds to 32 characters; exact bounds up to this length let a commit tell from the log
+# alone which files hold a source's rows (paths and checksums are longer than 32).
+STRING_PREFIX = 256
+ROWS_PER_ROW_GROUP = 128 * 1024
+ROWS_PER_FILE = 4 * 1024 * 1024
+COMMIT_RETRIES = 10
+_SAFE_DIRECTORY = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+# ---------------------------------------------------------------------------------------------- targets
+
+
+def arrow_schema(decl: TableDecl) -> pa.Schema:
+    """The declaration as an Arrow schema (timestamps are UTC microseconds, as Spark stores them)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(decl.spark_schema())
+
+
+@dataclass(frozen=True)
+class Target:
+    """One table a landing writes: what its rows must look like and where its files go."""
+
+    name: str
+    schema: pa.Schema  # every declared column, in order
+    partition_by: tuple[str, ...]
+    primary_key: tuple[str, ...]
+    storage: Storage
+    decl: TableDecl
+
+    @classmethod
+    def of(cls, spark, decl: TableDecl) -> Target:
+        from lakehouse.catalog import ensure_table
+        from lakehouse.storage import table_location
+
+        ensure_table(spark, decl)
+        return cls(
+            decl.name,
+            arrow_schema(decl),
+            tuple(decl.partition_by),
+            tuple(decl.primary_key),
+            Storage.of(spark, table_location(spark, decl.name)),
+            decl,
+        )
+
+    @property
+    def file_schema(self) -> pa.Schema:
+        """What a data file holds: partition values live in the log (and the directory), not the file."""
+        return pa.schema([f for f in self.schema if f.name not in self.partition_by])
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows for one target table, from one piece (`where` names it in errors)."""
+
+    table: str
+    data: pa.Table | pa.RecordBatch
+    where: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """Anything a piece tells the driver besides rows: line counts, bad records (JSON-serialisable)."""
+
+    payload: dict
+
+
+def conform(data: pa.Table | pa.RecordBatch, target: Target, where: str) -> pa.Table:
+    """Exactly the declared columns, in declared order, cast to declared types; refused with the first
+    offending line when a non-null column holds a null."""
+    table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+    present = set(table.column_names)
+    extra = sorted(present - set(target.schema.names))
+    if extra:
+        raise DataError(f"{where}: columns not declared for {target.name}: {extra}")
+    columns = []
+    for spec in target.schema:
+        if spec.name in present:
+            column = table.column(spec.name)
+            if column.type != spec.type:
+                column = column.cast(spec.type)
+        else:
+            column = pa.nulls(table.num_rows, spec.type)
+        if not spec.nullable and column.null_count:
+            row = pc.index(pc.is_null(column), True).as_py()
+            line = table.column("line_number")[row].as_py() if "line_number" in present else None
+            at = f"line {line}" if line is not None else f"row {row + 1} of its batch"
+            raise DataError(f"{where}, {at}: {target.name}.{spec.name} is declared not null but has no value")
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=target.schema)
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+
+
+def file_stats(table: pa.Table, indexed: int = INDEXED_COLUMNS) -> dict:
+    """Delta's statistics of one data file: numRecords, and minValues/maxValues/nullCount of the first
+    `indexed` leaf columns. Bounds are written only where every reader compares them exactly: numbers
+    without NaN, dates, and strings (a long minimum cut to its prefix, a long maximum left out)."""
+    stats: dict = {"numRecords": table.num_rows, "minValues": {}, "maxValues": {}, "nullCount": {}}
+    leaves = 0
+    for spec, column in zip(table.schema, table.columns, strict=True):
+        if leaves >= indexed:
+            break
+        kind = spec.type
+        if pa.types.is_struct(kind):  # counted as its leaves; left without statistics (none is wrong)
+            leaves += _leaves(kind)
+            continue
+        leaves += 1
+        stats["nullCount"][spec.name] = column.null_count
+        if column.null_count == table.num_rows or not _bounded(kind):
+            continue
+        low, high = pc.min_max(column).values()
+        low, high = low.as_py(), high.as_py()
+        finite = math.isfinite(low) and math.isfinite(high) if pa.types.is_floating(kind) else True
+        if not finite or (pa.types.is_floating(kind) and pc.any(pc.is_nan(column)).as_py()):
+            continue
+        if pa.types.is_date(kind):
+            low, high = low.isoformat(), high.isoformat()
+        if isinstance(low, str):
+            stats["minValues"][spec.name] = low[:STRING_PREFIX]
+            if len(high) <= STRING_PREFIX:
+                stats["maxValues"][spec.name] = high
+            continue
+        stats["minValues"][spec.name] = low
+        stats["maxValues"][spec.name] = high
+    return stats
+
+
+def _leaves(kind: pa.DataType) -> int:
+    if pa.types.is_struct(kind):
+        return sum(_leaves(kind.field(i).type) for i in range(kind.num_fields))
+    return 1
+
+
+def _bounded(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_date(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+    )
+
+
+def key_hashes(table: pa.Table, key: Sequence[str]) -> np.ndarray:
+    """One 64-bit hash per row of the key columns (equal keys, equal hashes)."""
+    import pandas as pd
+
+    if not key or table.num_rows == 0:
+        return np.zeros(0, dtype=np.uint64)
+    frame = table.select(list(key)).to_pandas()
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+
+
+# ---------------------------------------------------------------------------------------------- in tasks
+
+
+@dataclass
+class _Open:
+    """A data file being written for one partition of one table."""
+
+    path: str  # relative to the table root
+    writer: object
+    stats: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+
+
+class TaskFiles:
+    """The files one task writes for every target: buffered to row groups, rolled at ROWS_PER_FILE."""
+
+    def __init__(self, targets: dict[str, Target]):
+        self.targets = targets
+        self.tag = uuid.uuid4().hex
+        self.count = 0
+        self.buffers: dict[tuple[str, tuple], list[pa.Table]] = {}
+        self.buffered: dict[tuple[str, tuple], int] = {}
+        self.open: dict[tuple[str, tuple], _Open] = {}
+        self.done: list[dict] = []
+        self.hashes: dict[str, list[np.ndarray]] = {}
+        self.filesystems = {}
+
+    def write(self, rows: Rows) -> None:
+        target = self.targets[rows.table]
+        table = conform(rows.data, target, rows.where)
+        if table.num_rows == 0:
+            return
+        if target.primary_key:
+            self.hashes.setdefault(target.name, []).append(key_hashes(table, target.primary_key))
+        for values, part in _partitions(table, target.partition_by):
+            slot = (target.name, values)
+            self.buffers.setdefault(slot, []).append(part.drop_columns(list(target.partition_by)))
+            self.buffered[slot] = self.buffered.get(slot, 0) + part.num_rows
+            if self.buffered[slot] >= ROWS_PER_ROW_GROUP:
+                self._flush(slot)
+
+    def _flush(self, slot) -> None:
+        import pyarrow.parquet as pq
+
+        parts = self.buffers.pop(slot, [])
+        self.buffered.pop(slot, None)
+        if not parts:
+            return
+        name, values = slot
+        target = self.targets[name]
+        chunk = pa.concat_tables(parts)
+        current = self.open.get(slot)
+        if current is None:
+            directory = "/".join(_directory(c, v) for c, v in zip(target.partition_by, values, strict=True))
+            self.count += 1
+            relative = (
+                f"{directory + '/' if directory else ''}part-{self.tag}-{self.count:05d}.snappy.parquet"
+            )
+            fs = self._filesystem(target.storage)
+            full = f"{target.storage.root}/{relative}"
+            if not target.storage.is_s3:
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+            writer = pq.ParquetWriter(
+                full, target.file_schema, filesystem=fs, compression="snappy", write_statistics=True
+            )
+            current = self.open[slot] = _Open(relative, writer)
+        current.writer.write_table(chunk, row_group_size=ROWS_PER_ROW_GROUP)
+        current.stats.append(chunk)
+        current.rows += chunk.num_rows
+        if current.rows >= ROWS_PER_FILE:
+            self._close(slot)
+
+    def _close(self, slot) -> None:
+        current = self.open.pop(slot)
+        current.writer.close()
+        name, values = slot
+        target = self.targets[name]
+        info = self._filesystem(target.storage).get_file_info(f"{target.storage.root}/{current.path}")
+        self.done.append(
+            {
+                "kind": "file",
+                "table": name,
+                "path": current.path,
+                "size": info.size,
+                "rows": current.rows,
+                "partition": json.dumps(dict(zip(target.partition_by, values, strict=True))),
+                "stats": json.dumps(file_stats(pa.concat_tables(current.stats))),
+                "hashes": None,
+                "report": None,
+            }
+        )
+
+    def _filesystem(self, storage: Storage):
+        if storage.uri not in self.filesystems:
+            self.filesystems[storage.uri] = storage.filesystem()
+        return self.filesystems[storage.uri]
+
+    def close(self) -> list[dict]:
+        for slot in list(self.buffers):
+            self._flush(slot)
+        for slot in list(self.open):
+            self._close(slot)
+        for name, parts in self.hashes.items():
+            self.done.append(
+                {
+                    "kind": "hashes", "table": name, "path": None, "size": None, "rows": None,
+                    "partition": None, "stats": None,
+                    "hashes": np.concatenate(parts).tobytes(), "report": None,
+                }
+            )  # fmt: skip
+        return self.done
+
+
+def _partitions(table: pa.Table, columns: Sequence[str]) -> Iterator[tuple[tuple, pa.Table]]:
+    if not columns:
+        yield (), table
+        return
+    keys = table.select(list(columns))
+    if all(
+        keys.column(c).null_count == 0 and pc.count_distinct(keys.column(c)).as_py() == 1 for c in columns
+    ):
+        yield tuple(keys.column(c)[0].as_py() for c in columns), table
+        return
+    groups = keys.append_column("_row", pa.array(np.arange(table.num_rows))).group_by(list(columns))
+    for group in groups.aggregate([("_row", "list")]).to_pylist():
+        yield tuple(group[c] for c in columns), table.take(pa.array(group["_row_list"]))
+
+
+def _directory(column: str, value) -> str:
+    """A partition's directory. Delta reads partition values from the log, so a value that a path cannot
+    hold as it is gets a directory named by its hash."""
+    if value is None:
+        return f"{column}=__HIVE_DEFAULT_PARTITION__"
+    text = str(value)
+    if _SAFE_DIRECTORY.match(text):
+        return f"{column}={text}"
+    import hashlib
+
+    return f"{column}=_h{hashlib.sha1(text.encode()).hexdigest()[:16]}"
+
+
+OUTPUT_DDL = (
+    "kind string, table string, path string, size bigint, rows bigint, partition string, stats string, "
+    "hashes binary, report string"
+)
+
+
+def _output(rows: list[dict]) -> pa.RecordBatch:
+    names = ["kind", "table", "path", "size", "rows", "partition", "stats", "hashes", "report"]
+    types = [pa.string(), pa.string(), pa.string(), pa.int64(), pa.int64(), pa.string(), pa.string(),
+             pa.binary(), pa.string()]  # fmt: skip
+    return pa.RecordBatch.from_arrays(
+        [pa.array([r[n] for r in rows], t) for n, t in zip(names, types, strict=True)], names=names
+    )
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: str
+    size: int
+    rows: int
+    partition: dict
+    stats: str
+
+
+@dataclass
+class Written:
+    """What the tasks of one landing wrote: files and key hashes per table, and every piece's report."""
+
+    files: dict[str, list[DataFile]]
+    hashes: dict[str, np.ndarray]
+    reports: list[dict]
+
+    def rows(self, table: str) -> int:
+        return sum(f.rows for f in self.files.get(table, []))
+
+
+def write_pieces(
+    spark,
+    pieces: list[tuple],
+    ddl: str,
+    sizes: list[int],
+    work: Callable[[tuple], Iterable[Rows | Report]],
+    targets: Iterable[Target],
+) -> Written:
+    """Run `work` over `pieces` in one Spark job (one task per core, pieces dealt by size) and write what
+    it yields into each target's storage. Nothing is committed."""
+    from lakehouse.tasks import spread
+
+    by_name = {t.name: t for t in targets}
+
+    def task(batches):
+        files = TaskFiles(by_name)
+        reports = []
+        for batch in batches:
+            for row in batch.to_pylist():
+                if all(v is None for v in row.values()):  # the padding of a share (`tasks.spread`)
+                    continue
+                for item in work(tuple(row.values())):
+                    if isinstance(item, Report):
+                        reports.append(
+                            {"kind": "report", "table": None, "path": None, "size": None, "rows": None,
+                             "partition": None, "stats": None, "hashes": None,
+                             "report": json.dumps(item.payload)}
+                        )  # fmt: skip
+                    else:
+                        files.write(item)
+        out = files.close() + reports
+        if out:
+            yield _output(out)
+
+    plan = spread(spark, pieces, ddl, sizes)
+    collected = plan.mapInArrow(task, OUTPUT_DDL).collect()
+    written = Written({}, {}, [])
+    hashes: dict[str, list[np.ndarray]] = {}
+    for row in collected:
+        if row.kind == "file":
+            written.files.setdefault(row.table, []).append(
+                DataFile(row.path, row.size, row.rows, json.loads(row.partition), row.stats)
+            )
+        elif row.kind == "hashes":
+            hashes.setdefault(row.table, []).append(np.frombuffer(row.hashes, dtype=np.uint64))
+        else:
+            written.reports.append(json.loads(row.report))
+    written.hashes = {t: np.concatenate(parts) for t, parts in hashes.items()}
+    return written
+
+
+def repeated_keys(target: Target, written: Written, limit: int = 5) -> list[dict]:
+    """Keys that more than one written row holds: found by hash, confirmed on the files' key columns."""
+    hashes = written.hashes.get(target.name)
+    if hashes is None or len(hashes) < 2:
+        return []
+    ordered = np.sort(hashes)
+    if not (ordered[1:] == ordered[:-1]).any():
+        return []
+    import pyarrow.dataset as pads
+
+    key = list(target.primary_key)
+    paths = [f"{target.storage.root}/{f.path}" for f in written.files.get(target.name, [])]
+    fs = target.storage.filesystem()
+    parts = []
+    for data_file, path in zip(written.files[target.name], paths, strict=True):
+        columns = [c for c in key if c not in target.partition_by]
+        table = pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=columns)
+        for column in target.partition_by:
+            if column in key:
+                value = data_file.partition[column]
+                table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
+        parts.append(table.select(key))
+    keys = pa.concat_tables(parts)
+    counted = keys.group_by(key).aggregate([([], "count_all")])
+    repeated = counted.filter(pc.greater(counted.column("count_all"), 1)).slice(0, limit)
+    return repeated.select(key).to_pylist()
+
+
+def check_keys(targets: Iterable[Target], written: Written) -> None:
+    """Refuse the landing, before any commit, when the rows written for a table repeat its primary key."""
+    for target in targets:
+        repeats = repeated_keys(target, written)
+        if repeats:
+            shown = "; ".join(", ".join(f"{k}={v}" for k, v in key.items()) for key in repeats)
+            raise DataError(
+                f"cannot write {target.name}: the input repeats primary key "
+                f"({', '.join(target.primary_key)}): {shown}"
+            )
+
+
+def commit(
+    target: Target,
+    files: Sequence[DataFile],
+    run,
+    *,
+    replace: Sequence[str] = (),
+    app_id: str | None = None,
+    again: bool = False,
+    source=None,
+    operation: str = "WRITE",
+) -> int:
+    """Commit `files` to `target` in one Delta transaction, removing first every row whose `source_file`
+    is in `replace` (files wholly from those sources are removed; a file that also holds other sources'
+    rows is rewritten without them, in the same commit).
+
+    `app_id` makes the commit idempotent (Delta's SetTransaction): when the table already holds a commit of
+    that id, and still holds rows of `source`'s checksum, nothing is committed, unless `again` (a forced
+    re-landing) asks for a new one. A concurrent
+    commit is not an error: the table is read again and the commit retried. Returns the version committed
+    (or, when there was nothing to commit, the current one) and records it on `run`."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.transaction import AddAction, CommitProperties, Transaction
+
+    now = int(time.time() * 1000)
+    adds = [AddAction(f.path, f.size, f.partition, now, True, f.stats) for f in files]
+    metadata = run.commit_metadata(source)
+    for attempt in range(1, COMMIT_RETRIES + 1):
+        table = DeltaTable(target.storage.delta_uri(), storage_options=target.storage.delta_options())
+        transactions = []
+        if app_id is not None:
+            done = table.transaction_version(app_id)
+            if done is not None and not again and _holds(table, source):
+                log.info(
+                    "%s: %s already committed (transaction %s); nothing added", target.name, app_id, done
+                )
+                return _recorded(table, target, run, metadata)
+            transactions = [Transaction(app_id, (done or 0) + 1, now)]
+        removes, rewritten = _replace(table, target, replace, now)
+        if not adds and not removes and not rewritten:
+            return _recorded(table, target, run, metadata)
+        try:
+            table.create_write_transaction(
+                [*adds, *rewritten, *removes],
+                "append",
+                target.schema,
+                partition_by=list(target.partition_by) or None,
+                commit_properties=CommitProperties(
+                    custom_metadata={"userMetadata": metadata, "operation_kind": operation},
+                    max_commit_retries=0,
+                    app_transactions=transactions or None,
+                ),
+            )
+        except CommitFailedError as conflict:
+            if attempt == COMMIT_RETRIES:
+                raise
+            wait = min(0.2 * 2**attempt, 10) * random.uniform(0.5, 1.5)
+            log.warning(
+                "%s: concurrent commit (%s); retry %d in %.1f s", target.name, conflict, attempt, wait
+            )
+            time.sleep(wait)
+            continue
+        run.rows_written += sum(f.rows for f in files)
+        return _recorded(table, target, run, metadata)
+    raise AssertionError("unreachable")
+
+
+def _holds(table, source) -> bool:
+    """Whether the log shows files of `source`'s checksum (exact bounds: files this engine wrote)."""
+    if source is None:
+        return True
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if "min.source_sha256" not in actions.column_names:
+        return False
+    low, high = actions.column("min.source_sha256"), actions.column("max.source_sha256")
+    return bool(pc.any(pc.and_(pc.equal(low, source.sha256), pc.equal(high, source.sha256))).as_py())
+
+
+def _recorded(table, target: Target, run, metadata: str) -> int:
+    """The version this run committed to `target` (found by its metadata), else the current version."""
+    table.update_incremental()
+    version = table.version()
+    for entry in table.history(20):
+        if entry.get("userMetadata") == metadata:
+            version = entry["version"]
+            break
+    run.record_target(target.name, version, target.decl)
+    return version
+
+
+def _replace(table, target: Target, sources: Sequence[str], now: int):
+    """Remove actions for the files holding rows of `sources`, and add actions for the rewrites of files
+    that hold other rows too."""
+    from deltalake.transaction import AddAction, RemoveAction
+
+    if not sources:
+        return [], []
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    wanted = set(sources)
+    removes, rewrites = [], []
+    for action in actions:
+        low, high = action.get("min.source_file"), action.get("max.source_file")
+        if low is not None and high is not None and low == high:
+            holds = {low} & wanted
+            if not holds:
+                continue
+            exact = True
+        else:
+            # Bounds cut to a prefix (Spark's statistics) or missing: which sources the file holds is read.
+            if low is not None and high is not None and not any(low <= s <= high for s in wanted):
+                continue
+            exact = False
+        partition = {k[len("partition.") :]: v for k, v in action.items() if k.startswith("partition.")}
+        if not exact:
+            kept = _rows_not_from(target, action["path"], partition, wanted)
+            if kept is None:  # no row of these sources
+                continue
+            if kept.num_rows:
+                rewrites.append(_rewrite(target, kept, partition, now))
+        removes.append(RemoveAction(action["path"], True, now, action["size_bytes"], partition))
+    return removes, [AddAction(f.path, f.size, f.partition, now, True, f.stats) for f in rewrites]
+
+
+def _rows_not_from(target: Target, path: str, partition: dict, sources: set[str]) -> pa.Table | None:
+    import pyarrow.parquet as pq
+
+    fs = target.storage.filesystem()
+    table = pq.read_table(f"{target.storage.root}/{unquote(path)}", filesystem=fs)
+    mine = pc.is_in(table.column("source_file"), pa.array(sorted(sources)))
+    if not pc.any(mine).as_py():
+        return None
+    kept = table.filter(pc.invert(mine))
+    for column, value in partition.items():
+        field_type = target.schema.field(column).type
+        kept = kept.append_column(column, pa.array([value] * kept.num_rows, pa.string()).cast(field_type))
+    return kept
+
+
+def _rewrite(target: Target, rows: pa.Table, partition: dict, now: int) -> DataFile:
+    files = TaskFiles({target.name: target})
+    files.write(Rows(target.name, rows, f"rewrite of {target.name}"))
+    [done] = [d for d in files.close() if d["kind"] == "file"]
+    return DataFile(done["path"], done["size"], done["rows"], json.loads(done["partition"]), done["stats"])
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The provenance columns every data row carries (schemas.PROVENANCE_COLUMNS), as Arrow."""
+
+    source_file: str
+    source_sha256: str
+    source_release: str | None
+    ingest_run_id: str
+    ingested_at: dt.datetime
+
+    @classmethod
+    def of(cls, source, run, release: str | None = None) -> Provenance:
+        return cls(source.path, source.sha256, release, run.run_id, run.started_at)
+
+    def columns(self, n: int) -> dict[str, pa.Array]:
+        at = self.ingested_at.replace(tzinfo=dt.UTC)
+        return {
+            "source_file": pa.repeat(pa.scalar(self.source_file, pa.string()), n),
+            "source_sha256": pa.repeat(pa.scalar(self.source_sha256, pa.string()), n),
+            "source_release": pa.repeat(pa.scalar(self.source_release, pa.string()), n),
+            "ingest_run_id": pa.repeat(pa.scalar(self.ingest_run_id, pa.string()), n),
+            "ingested_at": pa.repeat(pa.scalar(at, pa.timestamp("us", tz="UTC")), n),
+        }
+
+    def add_to(self, table: pa.Table) -> pa.Table:
+        for name, column in self.columns(table.num_rows).items():
+            table = table.append_column(name, column)
+        return table
+
+
+def evolve(spark, decl: TableDecl) -> None:
+    """Store the declaration's evolving columns (TableDecl.evolving) and new sub-fields of stored
+    array<struct> columns, just before the commit that brings their rows (a landing that fails earlier
+    leaves the schema as it was)."""
+    if not decl.evolving:
+        return
+    from lakehouse.types import parse_type
+
+    stored = {f.name: f.dataType for f in spark.table(decl.name).schema.fields}
+    added = []
+    for name in decl.evolving:
+        column = decl.column(name)
+        if name not in stored:
+            comment = column.description.replace("\\", "\\\\").replace("'", "\\'")
+            added.append(f"`{name}` {column.type} COMMENT '{comment}'")
+            continue
+        have = set(stored[name].elementType.fieldNames())
+        for sub in parse_type(column.type).elementType.fields:
+            if sub.name not in have:
+                added.append(f"`{name}`.element.`{sub.name}` {sub.dataType.simpleString()}")
+    if added:
+        spark.sql(f"ALTER TABLE {decl.name} ADD COLUMNS ({', '.join(added)})")

@@ -1,0 +1,97 @@
+"""Where a table's files live, seen the same way by Spark, by pyarrow inside tasks and by delta-rs.
+
+Spark knows a table's storage as a Hadoop URI (`file:/…`, `s3a://bucket/…`) and its credentials as
+`spark.hadoop.fs.s3a.*` settings. A task that writes Parquet with pyarrow and a driver that commits with
+delta-rs must reach the same objects with the same settings, so both are derived here from Spark's, once.
+Credentials missing from Spark's settings come from the usual AWS environment or config files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+_S3A = "spark.hadoop.fs.s3a."
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A table location and the settings that reach it (picklable: it travels to tasks)."""
+
+    uri: str  # as Spark has it: file:/abs/path or s3a://bucket/key
+    s3: dict[str, str] = field(default_factory=dict)  # fs.s3a.* settings, without the prefix
+
+    @classmethod
+    def of(cls, spark, uri: str) -> Storage:
+        conf = {k[len(_S3A) :]: v for k, v in spark.sparkContext.getConf().getAll() if k.startswith(_S3A)}
+        scheme = urlparse(uri).scheme
+        return cls(uri if scheme else f"file:{uri}", conf if scheme in ("s3a", "s3") else {})
+
+    @property
+    def is_s3(self) -> bool:
+        return urlparse(self.uri).scheme in ("s3a", "s3")
+
+    @property
+    def root(self) -> str:
+        """The location as pyarrow's filesystem names it (a local path, or bucket/key)."""
+        parsed = urlparse(self.uri)
+        if self.is_s3:
+            return f"{parsed.netloc}{parsed.path}".rstrip("/")
+        return parsed.path.rstrip("/")
+
+    def filesystem(self):
+        import pyarrow.fs as pafs
+
+        if not self.is_s3:
+            return pafs.LocalFileSystem()
+        options = {}
+        if "endpoint" in self.s3:
+            endpoint = self.s3["endpoint"]
+            secure = self.s3.get("connection.ssl.enabled", "true").lower() == "true"
+            options["endpoint_override"] = endpoint.split("://", 1)[-1]
+            options["scheme"] = (
+                "https" if endpoint.startswith("https") or (secure and "://" not in endpoint) else "http"
+            )
+        if "access.key" in self.s3:
+            options["access_key"] = self.s3["access.key"]
+            options["secret_key"] = self.s3.get("secret.key")
+        if "endpoint.region" in self.s3:
+            options["region"] = self.s3["endpoint.region"]
+        if self.s3.get("path.style.access", "false").lower() == "true":
+            options["force_virtual_addressing"] = False
+        return pafs.S3FileSystem(**options)
+
+    def delta_uri(self) -> str:
+        parsed = urlparse(self.uri)
+        if self.is_s3:
+            return f"s3://{parsed.netloc}{parsed.path}".rstrip("/")
+        return parsed.path.rstrip("/")
+
+    def delta_options(self) -> dict[str, str]:
+        if not self.is_s3:
+            return {}
+        options = {
+            # Spark's own S3 log store (S3SingleDriverLogStore) assumes one writer per table at a time; so
+            # does this, without a lock service (a DynamoDB lock or conditional PUTs would lift that).
+            "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+        }
+        if "endpoint" in self.s3:
+            endpoint = self.s3["endpoint"]
+            if "://" not in endpoint:
+                secure = self.s3.get("connection.ssl.enabled", "true").lower() == "true"
+                endpoint = ("https://" if secure else "http://") + endpoint
+            options["AWS_ENDPOINT_URL"] = endpoint
+            if endpoint.startswith("http://"):
+                options["AWS_ALLOW_HTTP"] = "true"
+        if "access.key" in self.s3:
+            options["AWS_ACCESS_KEY_ID"] = self.s3["access.key"]
+            options["AWS_SECRET_ACCESS_KEY"] = self.s3.get("secret.key", "")
+        options["AWS_REGION"] = self.s3.get("endpoint.region", "us-east-1")
+        if self.s3.get("path.style.access", "false").lower() == "true":
+            options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+        return options
+
+
+def table_location(spark, name: str) -> str:
+    """The storage URI the catalog holds for table `name`."""
+    return spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()["location"]
