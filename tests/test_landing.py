@@ -1,0 +1,231 @@
+"""The landing engine: statistics, conforming, task-written files and delta-rs commits on real Delta tables
+read back by Spark, delta-rs and DuckDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.errors import DataError
+from lakehouse.landing import (
+    Provenance,
+    Report,
+    Rows,
+    Target,
+    check_keys,
+    commit,
+    conform,
+    file_stats,
+    write_pieces,
+)
+from lakehouse.runs import IngestRun, InputFile
+from lakehouse.schemas import parse_declaration
+
+
+def test_statistics_bound_only_what_readers_compare_exactly():
+    long_min, long_max = "a" * 300, "z" * 300
+    table = pa.table(
+        {
+            "pos": pa.array([5, None, 2], pa.int64()),
+            "name": pa.array(["b", long_min, long_max]),
+            "score": pa.array([1.5, float("nan"), 0.5]),
+            "ratio": pa.array([0.25, None, 0.75]),
+            "day": pa.array([dt.date(2024, 1, 2), dt.date(2023, 5, 1), None]),
+            "flag": pa.array([True, False, None]),
+            "nested": pa.array([{"a": 1, "b": 2}] * 3),
+        }
+    )
+    stats = file_stats(table)
+    assert stats["numRecords"] == 3
+    assert stats["minValues"] == {"pos": 2, "name": "a" * 256, "ratio": 0.25, "day": "2023-05-01"}
+    assert stats["maxValues"] == {
+        "pos": 5,
+        "ratio": 0.75,
+        "day": "2024-01-02",
+    }  # a long max has no prefix bound
+    assert stats["nullCount"] == {"pos": 1, "name": 0, "score": 0, "ratio": 1, "day": 1, "flag": 1}
+    assert file_stats(table, indexed=2)["nullCount"] == {"pos": 1, "name": 0}
+
+
+DECL = {
+    "name": "silver.landing_probe",
+    "description": "rows of the landing engine's tests",
+    "primary_key": ["contig", "pos"],
+    "partition_by": ["contig"],
+    "columns": [
+        {"name": "contig", "type": "string", "nullable": False, "description": "contig"},
+        {"name": "pos", "type": "bigint", "nullable": False, "description": "position"},
+        {"name": "value", "type": "double", "description": "a value"},
+        {"name": "line_number", "type": "bigint", "description": "line"},
+    ],
+}
+
+
+def _target_schema():
+    from lakehouse.landing import arrow_schema
+
+    return arrow_schema(parse_declaration(DECL))
+
+
+def test_conform_orders_casts_and_names_the_line_of_a_missing_required_value():
+    from lakehouse.storage import Storage
+
+    decl = parse_declaration(DECL)
+    schema = _target_schema()
+    target = Target(decl.name, schema, ("contig",), ("contig", "pos"), Storage("file:/nowhere"), decl)
+    provenance = Provenance("probe.txt", "0" * 64, None, "run", dt.datetime(2026, 12, 3))
+    rows = provenance.add_to(
+        pa.table({"pos": pa.array([1, 2], pa.int32()), "contig": ["chr1", "chr2"], "line_number": [7, 9]})
+    )
+    conformed = conform(rows, target, "probe.txt")
+    assert conformed.schema.names == [*decl.column_names]
+    assert conformed.column("pos").type == pa.int64() and conformed.column("value").null_count == 2
+    with pytest.raises(DataError, match=r"^probe.txt, line 9: silver.landing_probe.pos is declared not null"):
+        conform(rows.set_column(0, "pos", pa.array([1, None])), target, "probe.txt")
+    with pytest.raises(DataError, match=r"columns not declared for silver.landing_probe: \['extra'\]"):
+        conform(rows.append_column("extra", pa.array([1, 2])), target, "probe.txt")
+
+
+@pytest.fixture
+def probe(spark, settings, tmp_path):
+    """A declared table of the session warehouse, emptied for each test, and a source file for it."""
+    from lakehouse.catalog import forget_checks
+
+    spark.sql("DROP TABLE IF EXISTS silver.landing_probe")
+    forget_checks()
+    decl = parse_declaration(DECL)
+    source = tmp_path / "probe.tsv"
+    source.write_text("probe\n")
+    return decl, InputFile.of(source)
+
+
+def _pieces(source: InputFile, run, positions_per_piece: list[list[int]]):
+    provenance = Provenance.of(source, run)
+
+    def work(piece):
+        (index,) = piece
+        positions = positions_per_piece[index]
+        rows = pa.table(
+            {
+                "contig": ["chr1" if p < 100 else "chr2" for p in positions],
+                "pos": pa.array(positions, pa.int64()),
+                "value": pa.array([p / 10 for p in positions]),
+                "line_number": pa.array([i + 1 for i in range(len(positions))], pa.int64()),
+            }
+        )
+        yield Rows("silver.landing_probe", provenance.add_to(rows), f"piece {index}")
+        yield Report({"index": index, "rows": len(positions)})
+
+    return [(i,) for i in range(len(positions_per_piece))], work
+
+
+def _checksum(rows: list[tuple]) -> str:
+    return hashlib.sha256(json.dumps(sorted(rows)).encode()).hexdigest()
+
+
+def test_pieces_land_once_and_read_the_same_in_spark_delta_rs_and_duckdb(spark, settings, probe):
+    import duckdb
+    from deltalake import DeltaTable
+
+    decl, source = probe
+    with IngestRun(spark, settings, job="landing-test", inputs=[source], validate=False) as run:
+        target = Target.of(spark, decl)
+        pieces, work = _pieces(source, run, [[1, 2, 150], [3, 160, 170], [4]])
+        written = write_pieces(spark, pieces, "index int", [1, 1, 1], work, [target])
+        assert sorted(r["rows"] for r in written.reports) == [1, 3, 3]
+        check_keys([target], written)
+        version = commit(
+            target, written.files[decl.name], run, app_id=f"probe:{source.sha256}", source=source
+        )
+        again = commit(target, written.files[decl.name], run, app_id=f"probe:{source.sha256}", source=source)
+    assert again == version == 1  # the repeated commit found its transaction id and added nothing
+
+    spark_rows = [tuple(r) for r in spark.table(decl.name).select("contig", "pos", "value").collect()]
+    assert len(spark_rows) == 7
+    location = target.storage.delta_uri()
+    delta = DeltaTable(location)
+    rs_rows = delta.to_pyarrow_table(columns=["contig", "pos", "value"]).to_pylist()
+    duck = duckdb.connect()
+    duck.execute(f"LOAD '{_duckdb_delta_extension()}'")
+    duck_rows = duck.execute(f"SELECT contig, pos, value FROM delta_scan('{location}')").fetchall()
+    assert _checksum(spark_rows) == _checksum([tuple(r.values()) for r in rs_rows]) == _checksum(duck_rows)
+    adds = pa.table(delta.get_add_actions(flatten=True)).to_pylist()
+    # one file per task and partition (2 tasks on local[2]), each with its statistics
+    assert {a["partition.contig"] for a in adds} == {"chr1", "chr2"} and sum(
+        a["num_records"] for a in adds
+    ) == 7
+    assert all(
+        a["num_records"] and a["min.pos"] is not None and a["max.source_file"] == source.path for a in adds
+    )
+
+
+def test_replace_by_source_is_one_commit_and_repeated_keys_are_refused(spark, settings, probe):
+    decl, source = probe
+    with IngestRun(spark, settings, job="landing-test", inputs=[source], validate=False) as run:
+        target = Target.of(spark, decl)
+        pieces, work = _pieces(source, run, [[1, 2], [150]])
+        first = commit(
+            target, write_pieces(spark, pieces, "index int", [1, 1], work, [target]).files[decl.name], run
+        )
+        pieces, work = _pieces(source, run, [[5], [6, 160]])
+        files = write_pieces(spark, pieces, "index int", [1, 1], work, [target]).files[decl.name]
+        second = commit(target, files, run, replace=[source.path])
+        pieces, work = _pieces(source, run, [[7, 8], [8]])
+        repeated = write_pieces(spark, pieces, "index int", [1, 1], work, [target])
+        with pytest.raises(DataError, match=r"repeats primary key \(contig, pos\): contig=chr1, pos=8"):
+            check_keys([target], repeated)
+    assert second == first + 1
+    assert sorted(r.pos for r in spark.table(decl.name).collect()) == [5, 6, 160]
+    assert sorted(r.pos for r in spark.read.option("versionAsOf", first).table(decl.name).collect()) == [
+        1,
+        2,
+        150,
+    ]
+    [operation] = [
+        h.operation for h in spark.sql(f"DESCRIBE HISTORY {decl.name}").collect() if h.version == second
+    ]
+    assert operation == "WRITE"
+
+
+def test_a_range_query_on_pos_skips_files_by_their_statistics(spark, settings, probe):
+    decl, source = probe
+    with IngestRun(spark, settings, job="landing-test", inputs=[source], validate=False) as run:
+        target = Target.of(spark, decl)
+        pieces, work = _pieces(source, run, [[1, 2, 3], [10, 11, 12], [20, 21, 22], [30, 31]])
+        commit(
+            target,
+            write_pieces(spark, pieces, "index int", [1, 1, 1, 1], work, [target]).files[decl.name],
+            run,
+        )
+    frame = spark.table(decl.name).where("contig = 'chr1' AND pos BETWEEN 10 AND 12")
+    assert sorted(r.pos for r in frame.collect()) == [10, 11, 12]
+    assert _files_read(frame) < _files_read(spark.table(decl.name).where("contig = 'chr1'"))
+
+
+def _files_read(frame) -> int:
+    """Files Spark's scan reads for `frame`, after Delta's data skipping (the scan node's own metric)."""
+    jdf = frame._jdf
+    jdf.collectAsList()
+    plan = jdf.queryExecution().executedPlan()
+    if plan.nodeName().startswith("AdaptiveSparkPlan"):
+        plan = plan.executedPlan()
+    leaves = plan.collectLeaves()
+    total = 0
+    for i in range(leaves.size()):
+        metrics = leaves.apply(i).metrics()
+        if metrics.contains("numFiles"):
+            total += metrics.apply("numFiles").value()
+    return total
+
+
+def _duckdb_delta_extension() -> Path:
+    import duckdb
+    import duckdb_extension_delta
+
+    root = Path(duckdb_extension_delta.__file__).parent / "extensions"
+    return next(root.glob(f"v{duckdb.__version__}/delta.duckdb_extension"))
