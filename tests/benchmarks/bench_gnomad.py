@@ -6,9 +6,8 @@ prints every INFO field, cyvcf2 reads every INFO field and writes Parquet. Peers
 `pip install -e '.[bench]'`.
 
 Figures per core: the whole landing (silver, gold frequencies, meta tables, validation) and the landing into
-silver.gnomad_variants alone (the run's start to the silver commit); and the Delta-write floor: the rows,
-parsed and cached, written to Delta, less the same rows written to the `noop` sink (what any parser feeding
-Spark's Delta writer would still pay).
+silver.gnomad_variants alone (the run's start to the silver commit). The rows are written by pyarrow in the
+tasks and committed by delta-rs (lakehouse/landing.py), so Spark's Delta writer is no longer a floor.
 """
 
 from __future__ import annotations
@@ -36,40 +35,6 @@ started = time.monotonic()
 landed = land_file(spark, settings, sys.argv[1])
 print(json.dumps({"seconds": time.monotonic() - started, "records": landed.records, "rows": landed.rows,
                   "silver_seconds": landed.commit_seconds["silver.gnomad_variants"]}))
-"""
-# The ceiling of any parser feeding Spark's Delta writer: the parsed rows, cached, written again (noop sink,
-# then a Delta table). What the Delta write costs above the noop write is spent however fast the parse is.
-FLOOR = """
-import sys, json, time, shutil
-from pyspark import StorageLevel
-from lakehouse.settings import Settings
-from lakehouse.spark import get_spark
-from lakehouse.sources.gnomad import bgzf, land
-from lakehouse.sources.gnomad.header import parse_header
-settings = Settings.load()
-spark = get_spark(settings)
-path = sys.argv[1]
-compression = bgzf.detect_compression(path)
-header = parse_header(bgzf.read_header_text(path, compression), path)
-reports = spark.sparkContext.accumulator({}, land._RangeReports())
-parsed = land.read_variants(spark, path, header, compression, bgzf.plan_ranges(path, compression), reports)
-parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
-parsed.count()
-figures = {}
-def write(label, sink, **options):
-    target = sys.argv[2] + "/floor"
-    shutil.rmtree(target, ignore_errors=True)
-    started = time.monotonic()
-    parsed.write.format(sink).mode("overwrite").options(**options).save(target)
-    figures[label + "_seconds"] = time.monotonic() - started
-for _ in range(2):  # the second round is the one reported (warm JVM)
-    write("noop", "noop")
-    write("delta", "delta")
-    # The cheapest writes found: Parquet without dictionaries, Delta without file statistics.
-    write("parquet_no_dictionary", "parquet", **{"parquet.enable.dictionary": "false"})
-spark.conf.set("spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols", "0")
-write("delta_no_statistics", "delta")
-print(json.dumps(figures))
 """
 
 
@@ -126,16 +91,6 @@ def test_gnomad_landing_speed(tmp_path):
             "records_per_s_per_core": RECORDS / result["seconds"] / cores,
             "silver_records_per_s_per_core": RECORDS / result["silver_seconds"] / cores,
         }
-    home = tmp_path / "home-floor"
-    home.mkdir()
-    floor = _land(path, home, "local[2]", FLOOR)
-    figures["local[2]_delta_write_floor"] = {
-        **floor,
-        "records_per_s_per_core": RECORDS / (floor["delta_seconds"] - floor["noop_seconds"]) / 2,
-        "records_per_s_per_core_without_statistics": (
-            RECORDS / (floor["delta_no_statistics_seconds"] - floor["noop_seconds"]) / 2
-        ),
-    }
     if shutil.which("bcftools"):
         started = time.monotonic()
         subprocess.run(f"bcftools query -f '%CHROM\\t%POS\\t%REF\\t%ALT\\t%INFO\\n' {path} > /dev/null",
@@ -149,14 +104,10 @@ def test_gnomad_landing_speed(tmp_path):
         pass
     for peer in ("bcftools_query", "cyvcf2_parquet"):
         if peer in figures:
-            for master in ("local[1]", "local[2]", "local[2]_delta_write_floor"):
+            for master in ("local[1]", "local[2]"):
                 figures[f"ratio_{master}_vs_{peer}"] = (
                     figures[master]["records_per_s_per_core"] / figures[peer]["records_per_s_per_core"]
                 )
-            floor = figures["local[2]_delta_write_floor"]["records_per_s_per_core_without_statistics"]
-            figures[f"ratio_local[2]_delta_write_floor_without_statistics_vs_{peer}"] = (
-                floor / figures[peer]["records_per_s_per_core"]
-            )
             for master in ("local[1]", "local[2]"):
                 figures[f"ratio_{master}_silver_vs_{peer}"] = (
                     figures[master]["silver_records_per_s_per_core"] / figures[peer]["records_per_s_per_core"]
