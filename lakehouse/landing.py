@@ -648,25 +648,46 @@ class Provenance:
         return table
 
 
-def evolve(spark, decl: TableDecl) -> None:
+def evolve(spark, decl: TableDecl, attempts: int = 5) -> None:
     """Store the declaration's evolving columns (TableDecl.evolving) and new sub-fields of stored
     array<struct> columns, just before the commit that brings their rows (a landing that fails earlier
-    leaves the schema as it was)."""
-    if not decl.evolving:
-        return
+    leaves the schema as it was). Another landing may add the same columns at the same time: what it
+    added is not added again."""
+    from pyspark.errors import AnalysisException
+
+    from lakehouse.runs import retry_conflicts
+
+    for attempt in range(1, attempts + 1):
+        missing = _not_stored(spark, decl)
+        if not missing:
+            return
+        try:
+            alter = f"ALTER TABLE {decl.name} ADD COLUMNS ({', '.join(missing)})"
+            retry_conflicts(lambda sql=alter: spark.sql(sql), decl.name)
+            return
+        except AnalysisException as exc:
+            if "ALREADY_EXISTS" not in str(exc) or attempt == attempts:
+                raise
+            log.warning("%s: a concurrent landing added columns first; reading the schema again", decl.name)
+
+
+def _not_stored(spark, decl: TableDecl) -> list[str]:
+    """ADD COLUMNS clauses for the evolving columns and annotation sub-fields the table lacks."""
+    from pyspark.sql.types import ArrayType, StructType
+
     from lakehouse.types import parse_type
 
     stored = {f.name: f.dataType for f in spark.table(decl.name).schema.fields}
     added = []
     for name in decl.evolving:
         column = decl.column(name)
-        if name not in stored:
+        have = stored.get(name)
+        if have is None:
             comment = column.description.replace("\\", "\\\\").replace("'", "\\'")
             added.append(f"`{name}` {column.type} COMMENT '{comment}'")
-            continue
-        have = set(stored[name].elementType.fieldNames())
-        for sub in parse_type(column.type).elementType.fields:
-            if sub.name not in have:
-                added.append(f"`{name}`.element.`{sub.name}` {sub.dataType.simpleString()}")
-    if added:
-        spark.sql(f"ALTER TABLE {decl.name} ADD COLUMNS ({', '.join(added)})")
+        elif isinstance(have, ArrayType) and isinstance(have.elementType, StructType):
+            names = set(have.elementType.fieldNames())
+            for sub in parse_type(column.type).elementType.fields:
+                if sub.name not in names:
+                    added.append(f"`{name}`.element.`{sub.name}` {sub.dataType.simpleString()}")
+    return added
