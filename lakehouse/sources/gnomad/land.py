@@ -1,9 +1,10 @@
 """Land gnomAD sites VCFs: silver.gnomad_variants, gold.gnomad_population_frequencies, meta.vcf_fields and
 meta.vcf_headers, in that order (the header row is written last: it marks a file as landed).
 
-The driver reads only the header and the BGZF block headers; Spark tasks inflate and parse their own block
-ranges (`mapInArrow`, Arrow kernels), so no file passes through the driver. Bad records travel back in an
-accumulator keyed by range (retry-safe) with each range's line count, which gives their file line numbers.
+The driver reads only the header and the BGZF block headers. Through the landing engine (`lakehouse.landing`)
+Spark tasks inflate and parse their own block ranges (Arrow kernels) and write the silver and gold files
+themselves, so neither the file nor its rows pass through the driver or the JVM. Each range reports its line
+count and bad records, which gives the bad records their file line numbers.
 """
 
 from __future__ import annotations
@@ -331,7 +332,6 @@ def land_file(
         check_keys([variants], written)
         reported = {r["index"]: (r["lines"], r["records"], r["bad"]) for r in written.reports}
         run.rows_read = sum(records for _, records, _ in reported.values())
-        _quarantine(spark, run, source, reported)
         evolve(spark, decl)
         idempotent = {"replace": [source.path], "again": force, "source": source}
         versions = {
@@ -343,6 +343,7 @@ def land_file(
                 **idempotent,
             )
         }
+        _quarantine(spark, run, source, reported)  # after the rows it stands beside, as before
         gate(spark, settings, run, [VARIANTS])  # gold only from a validated silver version
         versions[FREQUENCIES] = commit(
             frequencies,
