@@ -479,7 +479,6 @@ def commit(
     app_id: str | None = None,
     again: bool = False,
     source=None,
-    operation: str = "WRITE",
 ) -> int:
     """Commit `files` to `target` in one Delta transaction, removing first every row whose `source_file`
     is in `replace` (files wholly from those sources are removed; a file that also holds other sources'
@@ -518,7 +517,7 @@ def commit(
                 target.schema,
                 partition_by=list(target.partition_by) or None,
                 commit_properties=CommitProperties(
-                    custom_metadata={"userMetadata": metadata, "operation_kind": operation},
+                    custom_metadata={"userMetadata": metadata},
                     max_commit_retries=0,
                     app_transactions=transactions or None,
                 ),
