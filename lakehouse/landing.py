@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.errors import DataError
+from lakehouse.quality.checks import FileTally, count
 from lakehouse.schemas import TableDecl
 from lakehouse.storage import Storage
 
@@ -73,13 +74,21 @@ class Target:
     primary_key: tuple[str, ...]
     storage: Storage
     decl: TableDecl
+    checked: tuple = ()  # the expectations each written file is counted against (`quality.checks`)
+    unique: object = None  # the primary-key expectation, checked against the table before each commit
+    ledger: Target | None = None  # where the counts go (`quality.file_checks`)
 
     @classmethod
-    def of(cls, spark, decl: TableDecl) -> Target:
+    def of(cls, spark, decl: TableDecl, schemas_dir=None, ledger: bool = True) -> Target:
+        """`decl`'s table, created if absent. Its files' expectation counts go to `quality.file_checks`
+        as declared in `schemas_dir` (default: beside `decl`'s file; neither: not stored)."""
         from lakehouse.catalog import ensure_table
+        from lakehouse.quality.checks import UNIQUE_TYPES, per_file
+        from lakehouse.quality.expectations import suite_for
         from lakehouse.storage import table_location
 
         ensure_table(spark, decl)
+        suite = suite_for(decl)
         return cls(
             decl.name,
             arrow_schema(decl),
@@ -87,12 +96,30 @@ class Target:
             tuple(decl.primary_key),
             Storage.of(spark, table_location(spark, decl.name)),
             decl,
+            tuple(per_file(suite)),
+            next((e for e in suite if e.type in UNIQUE_TYPES), None),
+            _ledger(spark, decl, schemas_dir) if ledger else None,
         )
+
+    @property
+    def counted(self) -> bool:
+        """Whether this table's files carry expectation counts that a validation can sum."""
+        return self.ledger is not None
 
     @property
     def file_schema(self) -> pa.Schema:
         """What a data file holds: partition values live in the log (and the directory), not the file."""
         return pa.schema([f for f in self.schema if f.name not in self.partition_by])
+
+
+def _ledger(spark, decl: TableDecl, schemas_dir) -> Target | None:
+    from lakehouse.quality.checks import CHECKS_TABLE
+    from lakehouse.schemas import declaration
+
+    if decl.database not in ("bronze", "silver", "gold") or (schemas_dir is None and decl.path is None):
+        return None
+    found = declaration(CHECKS_TABLE, schemas_dir or decl.path.parent.parent)
+    return Target.of(spark, found, ledger=False)
 
 
 @dataclass(frozen=True)
@@ -210,6 +237,7 @@ class _Open:
     writer: object
     stats: list[pa.Table] = field(default_factory=list)
     rows: int = 0
+    tally: FileTally = field(default_factory=FileTally)
 
 
 class TaskFiles:
@@ -221,6 +249,7 @@ class TaskFiles:
         self.count = 0
         self.buffers: dict[tuple[str, tuple], list[pa.Table]] = {}
         self.buffered: dict[tuple[str, tuple], int] = {}
+        self.counted: dict[tuple[str, tuple], FileTally] = {}
         self.open: dict[tuple[str, tuple], _Open] = {}
         self.done: list[dict] = []
         self.hashes: dict[str, list[np.ndarray]] = {}
@@ -236,6 +265,8 @@ class TaskFiles:
         for values, part in _partitions(table, target.partition_by):
             slot = (target.name, values)
             self.buffers.setdefault(slot, []).append(part.drop_columns(list(target.partition_by)))
+            if target.checked:
+                self.counted.setdefault(slot, FileTally()).add(count(target.checked, part))
             self.buffered[slot] = self.buffered.get(slot, 0) + part.num_rows
             if self.buffered[slot] >= ROWS_PER_ROW_GROUP:
                 self._flush(slot)
@@ -245,6 +276,7 @@ class TaskFiles:
 
         parts = self.buffers.pop(slot, [])
         self.buffered.pop(slot, None)
+        counted = self.counted.pop(slot, None)
         if not parts:
             return
         name, values = slot
@@ -266,6 +298,8 @@ class TaskFiles:
             )
             current = self.open[slot] = _Open(relative, writer)
         current.writer.write_table(chunk, row_group_size=ROWS_PER_ROW_GROUP)
+        if counted is not None:
+            current.tally.add(counted.counts)
         current.stats.append(chunk)
         current.rows += chunk.num_rows
         if current.rows >= ROWS_PER_FILE:
@@ -288,6 +322,7 @@ class TaskFiles:
                 "stats": json.dumps(file_stats(pa.concat_tables(current.stats))),
                 "hashes": None,
                 "report": None,
+                "checks": current.tally.to_json() if target.checked else None,
             }
         )
 
@@ -306,7 +341,7 @@ class TaskFiles:
                 {
                     "kind": "hashes", "table": name, "path": None, "size": None, "rows": None,
                     "partition": None, "stats": None,
-                    "hashes": np.concatenate(parts).tobytes(), "report": None,
+                    "hashes": np.concatenate(parts).tobytes(), "report": None, "checks": None,
                 }
             )  # fmt: skip
         return self.done
@@ -342,14 +377,14 @@ def _directory(column: str, value) -> str:
 
 OUTPUT_DDL = (
     "kind string, table string, path string, size bigint, rows bigint, partition string, stats string, "
-    "hashes binary, report string"
+    "hashes binary, report string, checks string"
 )
 
 
 def _output(rows: list[dict]) -> pa.RecordBatch:
-    names = ["kind", "table", "path", "size", "rows", "partition", "stats", "hashes", "report"]
+    names = ["kind", "table", "path", "size", "rows", "partition", "stats", "hashes", "report", "checks"]
     types = [pa.string(), pa.string(), pa.string(), pa.int64(), pa.int64(), pa.string(), pa.string(),
-             pa.binary(), pa.string()]  # fmt: skip
+             pa.binary(), pa.string(), pa.string()]  # fmt: skip
     return pa.RecordBatch.from_arrays(
         [pa.array([r[n] for r in rows], t) for n, t in zip(names, types, strict=True)], names=names
     )
@@ -365,6 +400,7 @@ class DataFile:
     rows: int
     partition: dict
     stats: str
+    checks: str | None = None  # the file's expectation counts (`quality.checks.FileTally`)
 
 
 @dataclass
@@ -405,7 +441,7 @@ def write_pieces(
                         reports.append(
                             {"kind": "report", "table": None, "path": None, "size": None, "rows": None,
                              "partition": None, "stats": None, "hashes": None,
-                             "report": json.dumps(item.payload)}
+                             "report": json.dumps(item.payload), "checks": None}
                         )  # fmt: skip
                     else:
                         files.write(item)
@@ -420,7 +456,7 @@ def write_pieces(
     for row in collected:
         if row.kind == "file":
             written.files.setdefault(row.table, []).append(
-                DataFile(row.path, row.size, row.rows, json.loads(row.partition), row.stats)
+                DataFile(row.path, row.size, row.rows, json.loads(row.partition), row.stats, row.checks)
             )
         elif row.kind == "hashes":
             hashes.setdefault(row.table, []).append(np.frombuffer(row.hashes, dtype=np.uint64))
@@ -479,6 +515,7 @@ def commit(
     app_id: str | None = None,
     again: bool = False,
     source=None,
+    hashes: np.ndarray | None = None,
 ) -> int:
     """Commit `files` to `target` in one Delta transaction, removing first every row whose `source_file`
     is in `replace` (files wholly from those sources are removed; a file that also holds other sources'
@@ -488,13 +525,17 @@ def commit(
     that id, and still holds rows of `source`'s checksum, nothing is committed, unless `again` (a forced
     re-landing) asks for a new one. A concurrent
     commit is not an error: the table is read again and the commit retried. Returns the version committed
-    (or, when there was nothing to commit, the current one) and records it on `run`."""
+    (or, when there was nothing to commit, the current one) and records it on `run`.
+
+    Before each attempt the files' expectation counts go to the target's ledger (`quality.file_checks`),
+    with the result of comparing `hashes` (the added rows' key hashes) with the keys of the version the
+    attempt builds on."""
     from deltalake import DeltaTable
     from deltalake.exceptions import CommitFailedError
-    from deltalake.transaction import AddAction, CommitProperties, Transaction
+    from deltalake.transaction import CommitProperties, Transaction
 
     now = int(time.time() * 1000)
-    adds = [AddAction(f.path, f.size, f.partition, now, True, f.stats) for f in files]
+    adds = [_add(f, now) for f in files]
     metadata = run.commit_metadata(source)
     for attempt in range(1, COMMIT_RETRIES + 1):
         table = DeltaTable(target.storage.delta_uri(), storage_options=target.storage.delta_options())
@@ -510,9 +551,11 @@ def commit(
         removes, rewritten = _replace(table, target, replace, now)
         if not adds and not removes and not rewritten:
             return _recorded(table, target, run, metadata)
+        if target.ledger is not None:
+            _count(target, table, files, rewritten, {r.path for r in removes}, hashes, run)
         try:
             table.create_write_transaction(
-                [*adds, *rewritten, *removes],
+                [*adds, *(_add(f, now) for f in rewritten), *removes],
                 "append",
                 target.schema,
                 partition_by=list(target.partition_by) or None,
@@ -533,6 +576,99 @@ def commit(
             continue
         run.rows_written += sum(f.rows for f in files)
         return _recorded(table, target, run, metadata)
+    raise AssertionError("unreachable")
+
+
+def _add(data_file: DataFile, now: int):
+    from deltalake.transaction import AddAction
+
+    return AddAction(data_file.path, data_file.size, data_file.partition, now, True, data_file.stats)
+
+
+def _count(target: Target, table, files, rewritten, removed: set[str], hashes, run) -> None:
+    """Store what the files about to be committed hold against each expectation (`quality.checks`).
+    Key uniqueness is left unrecorded beside rewritten files, whose rows the comparison cannot place."""
+    from lakehouse.quality.checks import collisions, ledger_rows
+
+    clashes = None
+    if target.unique is not None and not rewritten:
+        clashes = collisions(target, table, files, hashes, removed)
+    rows = ledger_rows(target, [*files, *rewritten], clashes, table.version(), run.run_id)
+    if rows.num_rows:
+        append(target.ledger, rows)
+
+
+def driver_files(target: Target, rows: pa.Table, where: str) -> list[DataFile]:
+    """Write `rows` (few: a dimension, a run record) into `target`'s storage from the driver."""
+    files = TaskFiles({target.name: target})
+    files.write(Rows(target.name, rows, where))
+    return [
+        DataFile(d["path"], d["size"], d["rows"], json.loads(d["partition"]), d["stats"], d["checks"])
+        for d in files.close()
+        if d["kind"] == "file"
+    ]
+
+
+def read_table(spark, name: str, columns: Sequence[str], where=None) -> pa.Table:
+    """`columns` of table `name`'s current version, filtered by `where` (a pyarrow dataset expression),
+    read with delta-rs: no Spark job, which for a lookup in a small table costs seconds."""
+    from deltalake import DeltaTable
+
+    from lakehouse.storage import table_location
+
+    storage = Storage.of(spark, table_location(spark, name))
+    table = DeltaTable(storage.delta_uri(), storage_options=storage.delta_options())
+    return table.to_pyarrow_dataset().to_table(filter=where, columns=list(columns))
+
+
+def land_rows(target: Target, rows: pa.Table, run, *, source=None, replace: Sequence[str] = ()) -> int:
+    """Write `rows` from the driver and `commit` them (replacing the rows of the `replace` sources);
+    refused when they repeat the table's primary key."""
+    if target.primary_key and rows.num_rows > 1:
+        key = list(target.primary_key)
+        counted = rows.select(key).group_by(key).aggregate([([], "count_all")])
+        repeated = counted.filter(pc.greater(counted.column("count_all"), 1)).select(key).slice(0, 5)
+        if repeated.num_rows:
+            raise DataError(
+                f"cannot write {target.name}: the rows repeat primary key ({', '.join(key)}): "
+                f"{repeated.to_pylist()}"
+            )
+    files = driver_files(target, rows, f"rows for {target.name}")
+    return commit(target, files, run, replace=replace, source=source)
+
+
+def append(target: Target, rows: pa.Table, *, metadata: str | None = None, instead_of=()) -> tuple[int, list]:
+    """Append `rows` to `target` in one commit, removing the files `instead_of` (DataFiles this process
+    added earlier) in the same commit. Returns (version, the files added); version is None, and nothing
+    is committed, when a file to remove is no longer live (OPTIMIZE compacted it)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.transaction import CommitProperties, RemoveAction
+
+    files = driver_files(target, rows, f"rows for {target.name}")
+    now = int(time.time() * 1000)
+    adds = [_add(f, now) for f in files]
+    removes = [RemoveAction(f.path, True, now, f.size, f.partition) for f in instead_of]
+    for attempt in range(1, COMMIT_RETRIES + 1):
+        table = DeltaTable(target.storage.delta_uri(), storage_options=target.storage.delta_options())
+        if removes:
+            live = set(pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
+            if any(r.path not in live for r in removes):
+                return None, []
+        try:
+            table.create_write_transaction(
+                [*adds, *removes], "append", target.schema, partition_by=list(target.partition_by) or None,
+                commit_properties=CommitProperties(
+                    custom_metadata={"userMetadata": metadata} if metadata else None, max_commit_retries=0
+                ),
+            )  # fmt: skip
+        except CommitFailedError:
+            if attempt == COMMIT_RETRIES:
+                raise
+            time.sleep(min(0.1 * 2**attempt, 5) * random.uniform(0.5, 1.5))
+            continue
+        table.update_incremental()
+        return table.version(), files
     raise AssertionError("unreachable")
 
 
@@ -562,7 +698,7 @@ def _recorded(table, target: Target, run, metadata: str) -> int:
 def _replace(table, target: Target, sources: Sequence[str], now: int):
     """Remove actions for the files holding rows of `sources`, and add actions for the rewrites of files
     that hold other rows too."""
-    from deltalake.transaction import AddAction, RemoveAction
+    from deltalake.transaction import RemoveAction
 
     if not sources:
         return [], []
@@ -589,7 +725,7 @@ def _replace(table, target: Target, sources: Sequence[str], now: int):
             if kept.num_rows:
                 rewrites.append(_rewrite(target, kept, partition, now))
         removes.append(RemoveAction(action["path"], True, now, action["size_bytes"], partition))
-    return removes, [AddAction(f.path, f.size, f.partition, now, True, f.stats) for f in rewrites]
+    return removes, rewrites
 
 
 def _rows_not_from(target: Target, path: str, partition: dict, sources: set[str]) -> pa.Table | None:
@@ -611,7 +747,9 @@ def _rewrite(target: Target, rows: pa.Table, partition: dict, now: int) -> DataF
     files = TaskFiles({target.name: target})
     files.write(Rows(target.name, rows, f"rewrite of {target.name}"))
     [done] = [d for d in files.close() if d["kind"] == "file"]
-    return DataFile(done["path"], done["size"], done["rows"], json.loads(done["partition"]), done["stats"])
+    return DataFile(
+        done["path"], done["size"], done["rows"], json.loads(done["partition"]), done["stats"], done["checks"]
+    )
 
 
 # ---------------------------------------------------------------------------------------------- provenance

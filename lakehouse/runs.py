@@ -14,13 +14,13 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from lakehouse.catalog import ensure_table
 from lakehouse.errors import describe_error
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
@@ -93,10 +93,17 @@ class IngestRun:
     declarations: dict = field(default_factory=dict)  # table -> TableDecl used for its writes
     commit_seconds: dict[str, float] = field(default_factory=dict)  # table -> seconds from start to commit
     _clock: float = field(default_factory=time.monotonic, repr=False)
+    _runs: object = field(default=None, repr=False)  # landing.Target of meta.ingest_runs
+    _row_files: list = field(default_factory=list, repr=False)  # the file holding this run's row
 
     def __enter__(self) -> Self:
-        ensure_table(self.spark, declaration(RUNS_TABLE, self.settings.schemas_dir))
-        close_abandoned_runs(self.spark)
+        if self.validate:
+            os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+            _preload("great_expectations")  # its import (~4 s) overlaps the JVM's catalog work below
+        from lakehouse.landing import Target
+
+        self._runs = Target.of(self.spark, declaration(RUNS_TABLE, self.settings.schemas_dir))
+        close_abandoned_runs(self.spark, self._runs)
         self._write(append=True)
         return self
 
@@ -158,15 +165,25 @@ class IngestRun:
         }
 
     def _write(self, append: bool) -> None:
+        """The run's row: added when it starts; at its end, its file is replaced by one with the outcome,
+        in one delta-rs commit (a Spark MERGE only if OPTIMIZE compacted that file meanwhile)."""
+        import pyarrow as pa
+
+        from lakehouse.landing import append as append_rows
+
+        rows = pa.Table.from_pylist([self._row()], self._runs.schema)
+        version, added = append_rows(
+            self._runs, rows, metadata=self.commit_metadata(), instead_of=[] if append else self._row_files
+        )
+        if version is not None:
+            self._row_files = added
+            return
         from delta.tables import DeltaTable
 
         decl = declaration(RUNS_TABLE, self.settings.schemas_dir)
         frame = self.spark.createDataFrame([self._row()], schema=decl.spark_schema())
 
         def write():
-            if append:
-                frame.writeTo(RUNS_TABLE).append()
-                return
             (
                 DeltaTable.forName(self.spark, RUNS_TABLE)
                 .alias("t")
@@ -180,22 +197,35 @@ class IngestRun:
             retry_conflicts(write, RUNS_TABLE)
 
 
-def close_abandoned_runs(spark) -> list[str]:
+def _preload(module: str) -> None:
+    """Import `module` in a background thread, so that a later import finds it loaded."""
+    import importlib
+    import threading
+
+    if module not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
+
+
+def close_abandoned_runs(spark, runs) -> list[str]:
     """Mark failed the runs of this host still `running` whose process is gone (killed, machine stopped).
 
     A process killed with SIGKILL cannot close its own run. A write it had under way never committed (Delta
     commits are atomic), so that table is at its previous version; only the run's row needs the truth.
+    `runs` is the landing Target of the runs table, read with delta-rs.
     """
+    import pyarrow.dataset as pads
+    from deltalake import DeltaTable as RustTable
     from pyspark.sql import functions as F
 
     host = socket.gethostname()
+    table = RustTable(runs.storage.delta_uri(), storage_options=runs.storage.delta_options())
+    found = table.to_pyarrow_dataset().to_table(
+        filter=(pads.field("status") == "running") & (pads.field("host") == host), columns=["run_id", "pid"]
+    )
     stale = [
-        (row.run_id, row.pid)
-        for row in spark.table(RUNS_TABLE)
-        .filter((F.col("status") == "running") & (F.col("host") == host))
-        .select("run_id", "pid")
-        .collect()
-        if row.pid is not None and not _alive(row.pid)
+        (row["run_id"], row["pid"])
+        for row in found.to_pylist()
+        if row["pid"] is not None and not _alive(row["pid"])
     ]
     if not stale:
         return []

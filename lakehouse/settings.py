@@ -123,7 +123,11 @@ class Settings:
             ("mlflow_tracking_uri", redact_uri(self.mlflow_tracking_uri)),
             ("jars_resolver", self.jars_resolver),
             ("schemas_dir", str(self.schemas_dir)),
-            ("validation_engine", f"{self.validation_engine} (GX up to {self.gx_max_rows} rows when auto)"),
+            (
+                "validation_engine",
+                f"{self.validation_engine} (scans a version its files' counts cannot decide; "
+                f"GX up to {self.gx_max_rows} rows when auto)",
+            ),
             ("vacuum_retention_hours", f"{self.vacuum_retention_hours:g}"),
             (
                 "spark_conf",

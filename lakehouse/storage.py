@@ -93,5 +93,14 @@ class Storage:
 
 
 def table_location(spark, name: str) -> str:
-    """The storage URI the catalog holds for table `name`."""
-    return spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()["location"]
+    """The storage URI the catalog holds for table `name` (asked of the session catalog, which does not
+    load the table's Delta snapshot as DESCRIBE DETAIL does)."""
+    database, _, table = name.rpartition(".")
+    try:
+        jvm = spark._jvm
+        ident = jvm.org.apache.spark.sql.catalyst.TableIdentifier(
+            table, jvm.scala.Some(database or "default")
+        )
+        return str(spark._jsparkSession.sessionState().catalog().getTableMetadata(ident).location())
+    except AttributeError:  # no JVM at hand (Spark Connect)
+        return spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()["location"]

@@ -78,12 +78,15 @@ def _fetch(package: str, version: str, cache_dir: Path) -> Path | None:
     return target
 
 
-def localize_site(site: Path, cache_dir: Path) -> int:
-    """Rewrite CDN asset URLs in every page of `site` to vendored copies; returns the URLs rewritten."""
+def localize_site(site: Path, cache_dir: Path, since: float | None = None) -> int:
+    """Rewrite CDN asset URLs in the pages of `site` (those written at or after `since`, a time.time(),
+    when given) to vendored copies; returns the URLs rewritten."""
     vendor = site / "static" / "vendor"
     resolved: dict[str, str | None] = {}
     rewritten = 0
     for page in site.rglob("*.html"):
+        if since is not None and page.stat().st_mtime < since:
+            continue
         text = page.read_text()
         depth = len(page.relative_to(site).parts) - 1
 

@@ -184,7 +184,11 @@ def default_expectations(decl: TableDecl) -> list[Expectation]:
             found.append(
                 Expectation(
                     "rows",
-                    {"unexpected_where": f"exists(`{column.name}`, x -> NOT x rlike '{literal}')"},
+                    {
+                        "unexpected_where": f"exists(`{column.name}`, x -> NOT x rlike '{literal}')",
+                        "column": column.name,
+                        "element_regex": regex,
+                    },
                     f"{column.name}.{column.identifier}",
                     origin="default",
                     description=f"every element of {column.name} is a valid {column.identifier} identifier",

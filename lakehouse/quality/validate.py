@@ -12,12 +12,20 @@ Two executors share one definition of every expectation (`expectations.py`):
 The `validation_engine` setting picks one (`auto`: GX for versions up to `gx_max_rows` rows, batched above). Either way
 the same Spark predicates put exactly the violating rows into `quality.quarantine`, since GX on Spark
 returns no row ids.
+
+Before either scans, a version whose live files all carry the counts the landing engine made as it wrote
+them (`checks.py`) is validated from those counts, reading no data (`from_counts`); the result is stored
+in GX's validation store with its Data Docs page as well (unless the setting is `batched`). A violation, or
+a file without counts, sends the version to the scan, which finds the exact rows.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -29,6 +37,8 @@ from lakehouse.quality.expectations import Expectation, suite_for
 from lakehouse.runs import IngestRun, utcnow
 from lakehouse.schemas import TableDecl, declaration
 from lakehouse.settings import Settings
+
+log = logging.getLogger(__name__)
 
 RESULTS_TABLE = "quality.validation_results"
 SAMPLE_SIZE = 20
@@ -122,14 +132,75 @@ def _evaluate(
     """Run `table`@`version`'s suite; nothing is written."""
     decl = decl or declaration(table, settings.schemas_dir)
     version = current_version(spark, table) if version is None else version
-    frame = spark.read.option("versionAsOf", version).table(table)
     expectations = suite_for(decl)
+    if engine in (None, "auto"):  # an engine asked for by name scans
+        counted = from_counts(spark, settings, decl, version, expectations)
+        if counted is not None:
+            return counted
+    frame = spark.read.option("versionAsOf", version).table(table)
     chosen = engine_for(settings, engine, frame)
     if chosen == "gx":
         results = run_gx(spark, settings, decl, version, frame, expectations)
     else:
         results = run_batched(spark, frame, expectations)
     return Validation(uuid.uuid4().hex, table, version, f"{table}.suite", results, chosen)
+
+
+# Delta's primitive type names, as the Spark type classes `expect_column_values_to_be_of_type` names.
+_DELTA_TYPES = {
+    "string": "StringType", "boolean": "BooleanType", "integer": "IntegerType", "long": "LongType",
+    "double": "DoubleType", "float": "FloatType", "date": "DateType", "timestamp": "TimestampType",
+    "timestamp_ntz": "TimestampNTZType", "short": "ShortType", "byte": "ByteType", "binary": "BinaryType",
+}  # fmt: skip
+
+
+def from_counts(spark, settings: Settings, decl: TableDecl, version: int, expectations: list[Expectation]):
+    """The validation of `decl`'s table at `version` from the counts its files carry (`quality.checks`):
+    the Delta log says which files are live, `quality.file_checks` what each holds. No data is read.
+
+    None when the counts cannot decide it: an expectation only Spark evaluates, a live file without counts,
+    or any violation (the full evaluation then finds the exact rows, to report and quarantine)."""
+    from deltalake import DeltaTable
+
+    from lakehouse.quality.checks import CHECKS_TABLE, UNIQUE_TYPES, countable, version_tallies
+    from lakehouse.storage import Storage, table_location
+
+    typed = "expect_column_values_to_be_of_type"
+    if any(not (countable(e) or e.type in UNIQUE_TYPES or e.type == typed) for e in expectations):
+        return None
+    if not spark.catalog.tableExists(CHECKS_TABLE):
+        return None
+    storage = Storage.of(spark, table_location(spark, decl.name))
+    table = DeltaTable(storage.delta_uri(), version=version, storage_options=storage.delta_options())
+    ledger_storage = Storage.of(spark, table_location(spark, CHECKS_TABLE))
+    ledger = DeltaTable(ledger_storage.delta_uri(), storage_options=ledger_storage.delta_options())
+    tally = version_tallies(ledger, table, decl.name, [e for e in expectations if e.type != typed])
+    if tally.undecided:
+        log.info("%s v%s: validated by scanning (%s)", decl.name, version, tally.undecided)
+        return None
+    if any(c.unexpected for c in tally.counts.values()):
+        return None
+    stored = {
+        f.name: _DELTA_TYPES.get(getattr(f.type, "type", None), type(f.type).__name__)
+        for f in table.schema().fields
+    }
+    results = []
+    for exp in expectations:
+        if exp.type == typed:
+            observed = stored.get(exp.column)
+            results.append(
+                ExpectationResult(
+                    exp, observed == exp.kwargs["type_"], observed_value=observed, engine="counts"
+                )
+            )
+            continue
+        results.append(ExpectationResult(exp, True, tally.rows, 0, 0.0, engine="counts"))
+    validation = Validation(uuid.uuid4().hex, decl.name, version, f"{decl.name}.suite", results, "counts")
+    if not validation.success:  # a stored type differs: the full evaluation says so with all its detail
+        return None
+    if settings.validation_engine != "batched":  # batched: GX is not used at all
+        record_gx(settings, decl, validation)
+    return validation
 
 
 def unexpected_rows(spark, frame: DataFrame, expectation: Expectation) -> DataFrame | None:
@@ -257,11 +328,7 @@ def run_gx(
     except (KeyError, LookupError, ValueError):
         batch = asset.add_batch_definition_whole_dataframe("whole_version")
     gx_expectations = [(exp, exp.to_gx()) for exp in expectations]
-    suite = context.suites.add_or_update(
-        gx.ExpectationSuite(
-            name=f"{decl.name}.suite", expectations=[g for _, g in gx_expectations if g is not None]
-        )
-    )
+    suite = _gx_suite(context, decl, expectations)
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{decl.name}.validation", data=batch, suite=suite)
     )
@@ -273,12 +340,13 @@ def run_gx(
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
         )
     )
+    built = time.time() - 1
     outcome = checkpoint.run(
         batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=f"{decl.name}@v{version}")
     )
     from lakehouse.quality.docs_assets import localize_site
 
-    localize_site(data_docs_index(settings).parent, settings.cache_dir)
+    localize_site(data_docs_index(settings).parent, settings.cache_dir, since=built)
     run_id = f"{outcome.run_id.run_name}@{outcome.run_id.run_time.isoformat()}"
     by_id = {}
     for suite_result in outcome.run_results.values():
@@ -315,10 +383,121 @@ def run_gx(
     return results
 
 
+def record_gx(settings: Settings, decl: TableDecl, validation: Validation) -> None:
+    """Store `validation` (decided without GX) as a GX validation result of the table's suite, and render
+    its Data Docs page: every table version has one, whichever way it was validated."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    context = gx_context(settings)
+    suite = _gx_suite(context, decl, [r.expectation for r in validation.results])
+    configurations = {e.meta.get("lakehouse_id"): e.configuration for e in suite.expectations}
+    now = dt.datetime.now(dt.UTC)
+    run_id = RunIdentifier(run_name=f"{decl.name}@v{validation.version}", run_time=now)
+    gx_results = []
+    for r in validation.results:
+        if r.expectation.id not in configurations:  # a lakehouse-only kind: not in the GX suite
+            continue
+        if r.element_count is None or r.expectation.type in ("rows", "values_in_table"):
+            payload = {
+                "observed_value": r.observed_value if r.observed_value is not None else r.unexpected_count
+            }
+        else:
+            payload = {
+                "element_count": r.element_count, "unexpected_count": r.unexpected_count,
+                "unexpected_percent": r.unexpected_percent, "partial_unexpected_list": r.unexpected_sample,
+                "missing_count": 0, "missing_percent": 0.0,
+            }  # fmt: skip
+        gx_results.append(
+            ExpectationValidationResult(
+                success=r.success, expectation_config=configurations[r.expectation.id], result=payload
+            )
+        )
+    passed = sum(1 for g in gx_results if g.success)
+    outcome = ExpectationSuiteValidationResult(
+        success=passed == len(gx_results),
+        results=gx_results,
+        suite_name=suite.name,
+        statistics={
+            "evaluated_expectations": len(gx_results),
+            "successful_expectations": passed,
+            "unsuccessful_expectations": len(gx_results) - passed,
+            "success_percent": 100.0 * passed / len(gx_results) if gx_results else 100.0,
+        },
+        meta={
+            "great_expectations_version": gx.__version__,
+            "run_id": run_id,
+            "validation_time": now,
+            "batch_spec": {"table": decl.name, "version": validation.version, "engine": validation.engine},
+            "active_batch_definition": {
+                "datasource_name": "lakehouse",
+                "data_connector_name": "delta_log",
+                "data_asset_name": decl.name,
+                "batch_identifiers": {"version": validation.version},
+            },
+        },
+    )
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+        run_id=run_id,
+        batch_identifier=f"{decl.name}@v{validation.version}",
+    )
+    context.validation_results_store.set(key, outcome)
+    built = time.time() - 1  # file times are coarse on some filesystems
+    context.build_data_docs(resource_identifiers=[key, ExpectationSuiteIdentifier(name=suite.name)])
+    from lakehouse.quality.docs_assets import localize_site
+
+    localize_site(data_docs_index(settings).parent, settings.cache_dir, since=built)
+    gx_run = f"{run_id.run_name}@{now.isoformat()}"
+    for r in validation.results:
+        r.gx_run_id = gx_run
+
+
+def _gx_suite(context, decl: TableDecl, expectations: list[Expectation]):
+    """The table's GX suite, stored anew only when its expectations changed (comparing them costs more)."""
+    import great_expectations as gx
+    from great_expectations.exceptions import DataContextError
+
+    wanted = [g for g in (e.to_gx() for e in expectations) if g is not None]
+    name = f"{decl.name}.suite"
+    try:
+        stored = context.suites.get(name)
+    except DataContextError:  # not stored yet
+        stored = None
+    if stored is not None and _suite_key(stored.expectations) == _suite_key(wanted):
+        return stored
+    return context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=wanted))
+
+
+def _suite_key(expectations) -> list:
+    return sorted(
+        json.dumps([e.expectation_type, e.configuration.kwargs, e.meta], sort_keys=True, default=str)
+        for e in expectations
+    )
+
+
+# How many validation results the Data Docs index lists (newest first): building the index reads each.
+DOCS_INDEX_LIMIT = 50
+
+
 def gx_context(settings: Settings):
     import great_expectations as gx
 
-    return gx.get_context(mode="file", project_root_dir=str(settings.home))
+    context = gx.get_context(mode="file", project_root_dir=str(settings.home))
+    sites = context.variables.data_docs_sites or {}
+    index = sites.get("local_site", {}).get("site_index_builder")
+    if index is not None and index.get("validation_results_limit") != DOCS_INDEX_LIMIT:
+        index["validation_results_limit"] = DOCS_INDEX_LIMIT
+        context.variables.data_docs_sites = sites
+        context.variables.save()
+        context = gx.get_context(mode="file", project_root_dir=str(settings.home))
+    return context
 
 
 def data_docs_index(settings: Settings):
@@ -328,8 +507,6 @@ def data_docs_index(settings: Settings):
 def _store(spark, settings: Settings, validations: list[Validation], run: IngestRun) -> None:
     """Every result of `validations` in one append to the results table, then the violating rows of each
     failed validation into quarantine."""
-    from lakehouse.tables import append_rows
-
     decl = declaration(RESULTS_TABLE, settings.schemas_dir)
     now = utcnow()
     rows = [
@@ -359,9 +536,13 @@ def _store(spark, settings: Settings, validations: list[Validation], run: Ingest
         for r in validation.results
     ]
     if rows:
-        append_rows(
-            spark, spark.createDataFrame(rows, decl.spark_schema()), decl, run, counts_as_written=False
-        )
+        import pyarrow as pa
+
+        from lakehouse.landing import Target, append
+
+        target = Target.of(spark, decl)
+        version, _ = append(target, pa.Table.from_pylist(rows, target.schema), metadata=run.commit_metadata())
+        run.record_target(RESULTS_TABLE, version, decl)
     for validation in validations:
         if not validation.success:
             _quarantine_violations(spark, validation, run)
@@ -390,18 +571,29 @@ def _quarantine_violations(spark, validation: Validation, run: IngestRun) -> Non
         validation.quarantined += quarantine(spark, bad, run)
 
 
-def latest_validation(spark, table: str, version: int):
-    """The newest stored validation of `table` at `version`: (validation_id, success) or None."""
+def stored_results(spark, tables: list[str], columns: list[str]):
+    """The rows of the results table about `tables` (Arrow, read with delta-rs), or None before it exists."""
+    import pyarrow.dataset as pads
+
+    from lakehouse.landing import read_table
+
     if not spark.catalog.tableExists(RESULTS_TABLE):
         return None
-    row = (
-        spark.table(RESULTS_TABLE)
-        .filter((F.col("table_name") == table) & (F.col("table_version") == version))
-        .orderBy(F.col("validated_at").desc())
-        .select("validation_id", "validation_success")
-        .first()
+    return read_table(spark, RESULTS_TABLE, columns, pads.field("table_name").isin(tables))
+
+
+def latest_validation(spark, table: str, version: int):
+    """The newest stored validation of `table` at `version`: (validation_id, success) or None."""
+    found = stored_results(
+        spark, [table], ["table_version", "validated_at", "validation_id", "validation_success"]
     )
-    return None if row is None else (row.validation_id, row.validation_success)
+    if found is None:
+        return None
+    rows = [r for r in found.to_pylist() if r["table_version"] == version]
+    if not rows:
+        return None
+    newest = max(rows, key=lambda r: r["validated_at"])
+    return newest["validation_id"], newest["validation_success"]
 
 
 def failed_expectations(spark, validation_id: str) -> list[str]:
@@ -491,16 +683,8 @@ def validate_run_targets(spark, settings: Settings, run: IngestRun) -> list[Vali
     targets = {t: v for t, v in sorted(run.targets.items()) if t.split(".")[0] in DATA_LAYERS}
     if not targets:
         return []
-    validated = set()
-    if spark.catalog.tableExists(RESULTS_TABLE):
-        validated = {
-            (r.table_name, r.table_version)
-            for r in spark.table(RESULTS_TABLE)
-            .filter(F.col("table_name").isin(*targets))
-            .select("table_name", "table_version")
-            .distinct()
-            .collect()
-        }
+    found = stored_results(spark, list(targets), ["table_name", "table_version"])
+    validated = set() if found is None else {(r["table_name"], r["table_version"]) for r in found.to_pylist()}
     done = [
         _evaluate(spark, settings, table, version, None, run.declarations.get(table))
         for table, version in targets.items()

@@ -17,12 +17,21 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+import pyarrow.dataset as pads
 
 from lakehouse.catalog import ensure_table
 from lakehouse.errors import DataError, SchemaDriftError
-from lakehouse.landing import Provenance, Report, Rows, Target, check_keys, commit, evolve, write_pieces
+from lakehouse.landing import (
+    Provenance,
+    Report,
+    Rows,
+    Target,
+    check_keys,
+    commit,
+    evolve,
+    land_rows,
+    write_pieces,
+)
 from lakehouse.quality.quarantine import quarantine
 from lakehouse.quality.validate import gate
 from lakehouse.runs import IngestRun, InputFile, utcnow
@@ -263,15 +272,18 @@ def fetch(path_or_url: str, settings: Settings) -> Path:
 
 
 def already_landed(spark, source: InputFile) -> bool:
+    """Whether meta.vcf_headers holds this file's row (written last, once the file has landed)."""
     if not spark.catalog.tableExists(HEADERS):
         return False
-    return (
-        spark.table(HEADERS)
-        .where((F.col("source_file") == source.path) & (F.col("source_sha256") == source.sha256))
-        .limit(1)
-        .count()
-        > 0
+    from lakehouse.landing import read_table
+
+    found = read_table(
+        spark,
+        HEADERS,
+        ["source_file"],
+        (pads.field("source_file") == source.path) & (pads.field("source_sha256") == source.sha256),
     )
+    return found.num_rows > 0
 
 
 def land_gnomad(
@@ -313,8 +325,8 @@ def land_file(
         schemas_dir = settings.schemas_dir
         decl = variants_declaration(spark, declaration(VARIANTS, schemas_dir), header)
         variants, frequencies = (
-            Target.of(spark, decl),
-            Target.of(spark, declaration(FREQUENCIES, schemas_dir)),
+            Target.of(spark, decl, schemas_dir),
+            Target.of(spark, declaration(FREQUENCIES, schemas_dir), schemas_dir),
         )
         shape = FileShape(
             release, dataset, build, _stored_layouts(decl, header), Provenance.of(source, run, release)
@@ -339,6 +351,7 @@ def land_file(
                 variants,
                 written.files.get(VARIANTS, []),
                 run,
+                hashes=written.hashes.get(VARIANTS),
                 app_id=f"{VARIANTS}:{source.sha256}",
                 **idempotent,
             )
@@ -349,18 +362,15 @@ def land_file(
             frequencies,
             written.files.get(FREQUENCIES, []),
             run,
+            hashes=written.hashes.get(FREQUENCIES),
             app_id=f"{FREQUENCIES}:{source.sha256}",
             **idempotent,
         )
-        from lakehouse.tables import replace_source
-
-        versions[FIELDS] = replace_source(
-            spark,
-            _fields_frame(spark, header, source, release, dataset, build),
-            declaration(FIELDS, schemas_dir),
-            run,
-            source,
-        )
+        fields = Target.of(spark, declaration(FIELDS, schemas_dir))
+        versions[FIELDS] = land_rows(
+            fields, _field_rows(fields, header, source, release, dataset, build), run, source=source,
+            replace=[source.path],
+        )  # fmt: skip
         header_row = {
             "source_file": source.path,
             "source_sha256": source.sha256,
@@ -375,9 +385,13 @@ def land_file(
             "landed_at": utcnow(),
             "ingest_run_id": run.run_id,
         }
-        headers_decl = declaration(HEADERS, schemas_dir)
-        versions[HEADERS] = replace_source(
-            spark, spark.createDataFrame([header_row], headers_decl.spark_schema()), headers_decl, run, source
+        headers = Target.of(spark, declaration(HEADERS, schemas_dir))
+        versions[HEADERS] = land_rows(
+            headers,
+            pa.Table.from_pylist([header_row], headers.schema),
+            run,
+            source=source,
+            replace=[source.path],
         )
         rows = written.rows(VARIANTS)
         return LandedFile(
@@ -428,7 +442,7 @@ def _quarantine(spark, run: IngestRun, source: InputFile, reported: dict) -> Non
         quarantine(spark, frame, run)
 
 
-def _fields_frame(spark, header: VcfHeader, source: InputFile, release, dataset, build) -> DataFrame:
+def _field_rows(fields: Target, header: VcfHeader, source: InputFile, release, dataset, build) -> pa.Table:
     rows = [
         {
             "source_file": source.path,
@@ -449,12 +463,7 @@ def _fields_frame(spark, header: VcfHeader, source: InputFile, release, dataset,
         }
         for ordinal, info in enumerate(header.fields, start=1)
     ]
-    schema = (
-        "source_file string, source_sha256 string, release string, dataset string, genome_build string, "
-        "table_name string, field_id string, column_name string, number string, type string, "
-        "description string, column_type string, per_allele_rule string, sub_fields array<string>, ordinal int"
-    )
-    return spark.createDataFrame(rows, schema)
+    return pa.Table.from_pylist(rows, fields.schema)
 
 
 def land_synthetic(spark, settings: Settings, records: int = 200) -> LandedFile:

@@ -1,0 +1,322 @@
+"""Expectations counted where the rows are: on the Arrow data a landing task writes, one tally per file.
+
+A row-level expectation holds for a table version exactly when it holds for every live file of that
+version, so the landing engine counts each expectation on each file as it writes it (`FileTally`), and the
+driver stores those counts in `quality.file_checks` next to the commit that adds the file. Validating a
+version then sums the counts of its live files, found in the Delta log, and reads no data
+(`version_tallies`).
+
+Key uniqueness is not a property of one file. Before each commit attempt the engine compares the keys it
+adds with those of the files already live in the version it commits on (`collisions`), pruned by the
+log's per-file bounds. Since a delta-rs commit either lands on exactly that version or fails and is tried
+again, every pair of files of a later version has been compared once, by whichever came second.
+
+Only what can be decided this way is: expectations given as SQL (`rows` without an element pattern,
+`share_between`, `values_in_table`), files without counts (written by Spark, compacted by OPTIMIZE) and
+any count above zero send the version to the full evaluation in `validate.py`, which also finds the exact
+violating rows to quarantine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.quality.expectations import Expectation
+
+CHECKS_TABLE = "quality.file_checks"
+SAMPLE_SIZE = 20
+UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+
+
+def signature(exp: Expectation) -> str:
+    """The expectation exactly as declared: a stored count applies only while type and arguments match."""
+    text = json.dumps([exp.type, exp.kwargs], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def countable(exp: Expectation) -> bool:
+    """Whether `unexpected_mask` evaluates `exp` on Arrow data."""
+    if exp.type == "rows":
+        return "element_regex" in exp.kwargs
+    return exp.type in (
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_be_between",
+        "expect_column_pair_values_a_to_be_greater_than_b",
+    )
+
+
+def per_file(expectations: Iterable[Expectation]) -> list[Expectation]:
+    """The expectations a landing counts on each file it writes."""
+    return [e for e in expectations if countable(e)]
+
+
+def unexpected_mask(exp: Expectation, table: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+    """(violating, missing): boolean masks over `table`'s rows, as Spark's predicate in `expectations.py`
+    and GX count them (a missing row is one the expectation does not judge)."""
+    k = exp.kwargs
+    if exp.type == "expect_column_values_to_not_be_null":
+        return pc.is_null(table.column(k["column"])), None
+    if exp.type == "expect_compound_columns_to_be_unique":
+        raise ValueError("key uniqueness is not a per-file count")
+    if exp.type == "expect_column_pair_values_a_to_be_greater_than_b":
+        a, b = table.column(k["column_A"]), table.column(k["column_B"])
+        ok = pc.greater_equal(a, b) if k.get("or_equal") else pc.greater(a, b)
+        both = pc.and_(pc.is_valid(a), pc.is_valid(b))
+        return pc.and_(both, pc.invert(pc.fill_null(ok, True))), pc.and_(pc.is_null(a), pc.is_null(b))
+    if exp.type == "rows":  # an identifier pattern every element of an array column must match
+        values = table.column(k["column"])
+        flat = pc.list_flatten(values)
+        parents = pc.list_parent_indices(values)
+        bad = pc.invert(pc.fill_null(pc.match_substring_regex(flat, k["element_regex"]), True))
+        rows = np.zeros(table.num_rows, dtype=bool)
+        rows[np.asarray(pc.filter(parents, bad))] = True
+        return pa.chunked_array([pa.array(rows)]), None
+    column = table.column(k["column"])
+    present = pc.is_valid(column)
+    if exp.type == "expect_column_values_to_match_regex":
+        matched = pc.match_substring_regex(column, k["regex"])
+    elif exp.type == "expect_column_values_to_be_in_set":
+        matched = pc.is_in(column, value_set=pa.array(list(k["value_set"])).cast(column.type))
+    elif exp.type == "expect_column_values_to_be_between":
+        matched = pa.chunked_array([pa.array(np.ones(table.num_rows, dtype=bool))])
+        if k.get("min_value") is not None:
+            matched = pc.and_(matched, pc.greater_equal(column, pa.scalar(k["min_value"]).cast(column.type)))
+        if k.get("max_value") is not None:
+            matched = pc.and_(matched, pc.less_equal(column, pa.scalar(k["max_value"]).cast(column.type)))
+    else:
+        raise ValueError(f"{exp.type} is not counted on Arrow data")
+    return pc.and_(present, pc.invert(pc.fill_null(matched, True))), pc.invert(present)
+
+
+def _sample_columns(exp: Expectation) -> list[str]:
+    if exp.type == "expect_column_pair_values_a_to_be_greater_than_b":
+        return [exp.kwargs["column_A"], exp.kwargs["column_B"]]
+    return [exp.kwargs["column"]]
+
+
+@dataclass
+class Count:
+    """One expectation on some rows."""
+
+    rows: int = 0
+    unexpected: int = 0
+    missing: int = 0
+    sample: list[str] = field(default_factory=list)
+
+    def add(self, other: Count) -> None:
+        self.rows += other.rows
+        self.unexpected += other.unexpected
+        self.missing += other.missing
+        self.sample.extend(other.sample[: SAMPLE_SIZE - len(self.sample)])
+
+
+def count(expectations: Sequence[Expectation], table: pa.Table) -> dict[str, Count]:
+    """Every per-file expectation counted on `table` (rows with their partition columns)."""
+    counts = {}
+    for exp in expectations:
+        bad, missing = unexpected_mask(exp, table)
+        unexpected = pc.sum(bad).as_py() or 0
+        found = Count(table.num_rows, unexpected, 0 if missing is None else pc.sum(missing).as_py() or 0)
+        if unexpected:
+            picked = table.filter(bad).select(_sample_columns(exp)).slice(0, SAMPLE_SIZE).to_pylist()
+            found.sample = [json.dumps(row, default=str, sort_keys=True) for row in picked]
+        counts[exp.id] = found
+    return counts
+
+
+class FileTally:
+    """The counts of one file being written, added to chunk by chunk."""
+
+    def __init__(self):
+        self.counts: dict[str, Count] = {}
+
+    def add(self, counts: dict[str, Count]) -> None:
+        for ident, found in counts.items():
+            self.counts.setdefault(ident, Count()).add(found)
+
+    def to_json(self) -> str:
+        return json.dumps({i: [c.rows, c.unexpected, c.missing, c.sample] for i, c in self.counts.items()})
+
+
+def parse_counts(text: str | None) -> dict[str, Count]:
+    if not text:
+        return {}
+    return {i: Count(r, u, m, list(s)) for i, (r, u, m, s) in json.loads(text).items()}
+
+
+# ---------------------------------------------------------------------------------------------- keys
+
+
+def collisions(
+    target, table, added: Sequence, hashes: np.ndarray | None, removed: set[str] = frozenset()
+) -> int:
+    """How many rows of the live files of `table` (a delta-rs table at the version a commit builds on),
+    except those the commit `removed`, hold a key among `hashes`: the key hashes of the rows being added in
+    `added` files. Files whose partition values or key bounds cannot hold an added key are not read."""
+    from lakehouse.landing import key_hashes
+
+    if hashes is None or not len(hashes) or table.version() < 0:
+        return 0
+    live = pa.table(table.get_add_actions(flatten=True))
+    if removed:
+        live = live.filter(pc.invert(pc.is_in(live.column("path"), pa.array(sorted(removed)))))
+    if live.num_rows == 0:
+        return 0
+    key = list(target.primary_key)
+    candidates = _overlapping(live, key, target.partition_by, added)
+    if not candidates:
+        return 0
+    import pyarrow.dataset as pads
+
+    fs = target.storage.filesystem()
+    wanted = np.sort(hashes)
+    found = 0
+    for path, partition in candidates:
+        columns = [c for c in key if c not in target.partition_by]
+        rows = pads.dataset(f"{target.storage.root}/{unquote(path)}", filesystem=fs, format="parquet")
+        keys = rows.to_table(columns=columns)
+        for column in target.partition_by:
+            if column in key:
+                keys = keys.append_column(
+                    column, pa.array([partition.get(column)] * keys.num_rows, pa.string())
+                )
+        mine = key_hashes(keys.select(key), key)
+        at = np.searchsorted(wanted, mine)
+        at[at == len(wanted)] = 0
+        found += int((wanted[at] == mine).sum())
+    return found
+
+
+def _overlapping(live: pa.Table, key: list[str], partition_by: Sequence[str], added: Sequence) -> list:
+    """(path, partition values) of the live files whose partition values and key bounds may hold one of
+    the keys of the `added` files."""
+    added_parts = {c: {f.partition.get(c) for f in added} for c in partition_by if c in key}
+    bounds = {}
+    for column in key:
+        if column in partition_by:
+            continue
+        lows, highs = [], []
+        for data_file in added:
+            stats = json.loads(data_file.stats)
+            low, high = stats.get("minValues", {}).get(column), stats.get("maxValues", {}).get(column)
+            if low is None or high is None:
+                break
+            lows.append(low)
+            highs.append(high)
+        else:
+            if lows:
+                bounds[column] = (min(lows), max(highs))
+    names = live.column_names
+    rows = live.to_pylist()
+    picked = []
+    for row in rows:
+        partition = {c: row.get(f"partition.{c}") for c in partition_by}
+        if any(partition[c] not in values for c, values in added_parts.items()):
+            continue
+        disjoint = False
+        for column, (low, high) in bounds.items():
+            file_low, file_high = row.get(f"min.{column}"), row.get(f"max.{column}")
+            if f"min.{column}" not in names or file_low is None or file_high is None:
+                continue
+            if isinstance(file_low, dt.date | dt.datetime) or isinstance(low, str) != isinstance(
+                file_low, str
+            ):
+                continue
+            if file_high < low or file_low > high:
+                disjoint = True
+                break
+        if not disjoint:
+            picked.append((row["path"], partition))
+    return picked
+
+
+# ---------------------------------------------------------------------------------------------- ledger
+
+
+def ledger_rows(target, files: Sequence, clashes: int | None, version: int, run_id: str) -> pa.Table:
+    """The `quality.file_checks` rows of the `files` a commit adds to `target` on top of `version`:
+    the per-file counts the tasks made, and key uniqueness against that version (`clashes`; None when it
+    was not checked)."""
+    signatures = {e.id: signature(e) for e in target.checked}
+    unique = target.unique
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for position, data_file in enumerate(files):
+        counts = parse_counts(data_file.checks)
+        if unique is not None and clashes is not None:
+            counts[unique.id] = Count(data_file.rows, clashes if position == 0 else 0, 0)
+            signatures[unique.id] = signature(unique)
+        for ident, found in counts.items():
+            rows.append(
+                {
+                    "table_name": target.name, "path": data_file.path, "expectation_id": ident,
+                    "signature": signatures[ident], "checked_version": version,
+                    "element_count": found.rows, "unexpected_count": found.unexpected,
+                    "missing_count": found.missing, "unexpected_sample": found.sample or None,
+                    "ingest_run_id": run_id, "checked_at": now,
+                }
+            )  # fmt: skip
+    return pa.Table.from_pylist(rows, target.ledger.schema)
+
+
+@dataclass(frozen=True)
+class VersionTally:
+    """What the stored counts say about one table version: per expectation id, the summed count, or the
+    reason they cannot decide it."""
+
+    rows: int
+    counts: dict[str, Count]
+    undecided: str | None = None
+
+
+def version_tallies(ledger, table, name: str, expectations: Sequence[Expectation]) -> VersionTally:
+    """Sum the stored counts of the live files of `table` (a delta-rs table at one version) for every
+    expectation in `expectations`; `ledger` is the delta-rs `quality.file_checks` table (or None)."""
+    import pyarrow.dataset as pads
+
+    live = pa.table(table.get_add_actions(flatten=True)).select(["path", "num_records"])
+    total = int(pc.sum(live.column("num_records")).as_py() or 0)
+    wanted = {e.id: signature(e) for e in expectations}
+    if not wanted:
+        return VersionTally(total, {})
+    if ledger is None:
+        return VersionTally(total, {}, f"{CHECKS_TABLE} does not exist")
+    stored = ledger.to_pyarrow_dataset().to_table(
+        filter=(pads.field("table_name") == name) & pads.field("expectation_id").isin(list(wanted)),
+        columns=["path", "expectation_id", "signature", "checked_version", "element_count",
+                 "unexpected_count", "missing_count", "unexpected_sample"],
+    )  # fmt: skip
+    paths = set(live.column("path").to_pylist())
+    latest: dict[tuple[str, str], dict] = {}
+    for row in stored.to_pylist():
+        if row["path"] not in paths or row["signature"] != wanted[row["expectation_id"]]:
+            continue
+        slot = (row["path"], row["expectation_id"])
+        if slot not in latest or row["checked_version"] > latest[slot]["checked_version"]:
+            latest[slot] = row
+    counts = {ident: Count() for ident in wanted}
+    for path, records in zip(
+        live.column("path").to_pylist(), live.column("num_records").to_pylist(), strict=True
+    ):
+        if not records:
+            continue
+        for ident in wanted:
+            row = latest.get((path, ident))
+            if row is None:
+                return VersionTally(total, {}, f"{path} has no stored count of {ident}")
+            counts[ident].add(
+                Count(row["element_count"], row["unexpected_count"], row["missing_count"],
+                      list(row["unexpected_sample"] or []))
+            )  # fmt: skip
+    return VersionTally(total, counts)

@@ -1,0 +1,156 @@
+"""Expectations counted on the files a landing writes: the same counts as Spark's predicates, a version
+validated from its files' counts without reading them, and the full scan wherever counts cannot decide."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.landing import Provenance, Rows, Target, commit, write_pieces
+from lakehouse.quality.checks import CHECKS_TABLE, count, countable, per_file
+from lakehouse.quality.expectations import Expectation, suite_for
+from lakehouse.runs import IngestRun, InputFile
+from lakehouse.schemas import parse_declaration
+
+KINDS = [
+    Expectation("expect_column_values_to_not_be_null", {"column": "gene"}, "gene.not_null"),
+    Expectation(
+        "expect_column_values_to_match_regex", {"column": "gene", "regex": r"^ENSG\d{3}$"}, "gene.re"
+    ),
+    Expectation("expect_column_values_to_be_in_set", {"column": "kind", "value_set": ["a", "b"]}, "kind.set"),
+    Expectation(
+        "expect_column_values_to_be_between", {"column": "score", "min_value": 0, "max_value": 1}, "s"
+    ),
+    Expectation(
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        {"column_A": "an", "column_B": "ac", "or_equal": True},
+        "an_ac",
+    ),
+    Expectation(
+        "rows",
+        {
+            "unexpected_where": "exists(ids, x -> NOT x rlike '^rs[0-9]+$')",
+            "column": "ids",
+            "element_regex": r"^rs\d+$",
+        },
+        "ids.dbsnp",
+    ),
+]
+
+
+def test_arrow_counts_agree_with_the_spark_predicates(spark):
+    table = pa.table(
+        {
+            "gene": ["ENSG001", "ENSG1", None, "ENSG002", "x"],
+            "kind": ["a", "c", None, "b", "a"],
+            "score": [0.5, 1.5, None, -0.1, 1.0],
+            "an": pa.array([10, 4, None, 3, None], pa.int32()),
+            "ac": pa.array([2, 5, 1, 3, None], pa.int32()),
+            "ids": [["rs1", "rs2"], ["rs3", "bad"], None, [], ["x", "y"]],
+        }
+    )
+    frame = spark.createDataFrame(table.to_pandas())
+    counts = count(KINDS, table)
+    for exp in KINDS:
+        assert countable(exp)
+        expected = frame.filter(exp.unexpected_predicate()).count()
+        assert counts[exp.id].unexpected == expected, exp.id
+        assert counts[exp.id].rows == 5
+    assert [c.unexpected for c in counts.values()] == [1, 2, 1, 2, 1, 2]
+    assert counts["gene.re"].missing == 1 and counts["an_ac"].missing == 1
+    assert counts["kind.set"].sample == ['{"kind": "c"}']
+    assert counts["an_ac"].sample == ['{"ac": 5, "an": 4}']
+
+
+DECL = {
+    "name": "silver.checks_probe",
+    "description": "rows of the counted-validation tests",
+    "primary_key": ["contig", "pos"],
+    "partition_by": ["contig"],
+    "columns": [
+        {"name": "contig", "type": "string", "nullable": False, "description": "contig"},
+        {"name": "pos", "type": "bigint", "nullable": False, "description": "position"},
+        {"name": "value", "type": "double", "description": "a share"},
+    ],
+    "expectations": [
+        {"type": "expect_column_values_to_be_between", "column": "value", "min_value": 0, "max_value": 1}
+    ],
+}
+
+
+def _land(spark, settings, target, source: InputFile, positions: list[int], values: list[float]):
+    """One landing of `positions` into the probe table; returns the run (its validations are done)."""
+    with IngestRun(spark, settings, job="checks-probe", inputs=[source]) as run:
+        provenance = Provenance.of(source, run)
+
+        def work(piece):
+            rows = pa.table({"contig": ["chr1"] * len(positions), "pos": pa.array(positions, pa.int64()),
+                             "value": values})  # fmt: skip
+            yield Rows(target.name, provenance.add_to(rows), source.path)
+
+        written = write_pieces(spark, [(0,)], "index int", [1], work, [target])
+        commit(target, written.files[target.name], run, hashes=written.hashes.get(target.name),
+               replace=[source.path], source=source)  # fmt: skip
+    return run
+
+
+@pytest.fixture
+def counted(spark, settings):
+    from lakehouse.catalog import forget_checks
+
+    spark.sql("DROP TABLE IF EXISTS silver.checks_probe")
+    forget_checks()
+    decl = parse_declaration(DECL)
+    return decl, Target.of(spark, decl, settings.schemas_dir)
+
+
+def test_a_version_validates_from_its_files_counts_and_falls_back_to_the_scan_on_a_violation(
+    spark, settings, counted, tmp_path
+):
+    from lakehouse.quality.validate import validate_table
+
+    decl, target = counted
+    assert {e.id for e in target.checked} == {e.id for e in per_file(suite_for(decl))}
+    assert target.unique is not None and target.ledger.name == CHECKS_TABLE
+    sources = []
+    for name in ("a.tsv", "b.tsv", "c.tsv"):
+        (tmp_path / name).write_text(name)
+        sources.append(InputFile.of(tmp_path / name))
+
+    first = _land(spark, settings, target, sources[0], [1, 2, 3, 4, 5], [0.1, 0.2, 0.3, 0.4, 0.5])
+    [validation] = first.validations
+    assert (validation.engine, validation.success, validation.version) == ("counts", True, 1)
+    assert {r.element_count for r in validation.results if r.element_count is not None} == {5}
+    scanned = validate_table(spark, settings, decl.name, 1, engine="batched", decl=decl)
+    assert scanned.success and {r.expectation.id for r in scanned.results} == {
+        r.expectation.id for r in validation.results
+    }
+    import dataclasses
+
+    from lakehouse.quality.validate import data_docs_index
+
+    with_gx = dataclasses.replace(settings, validation_engine="auto")
+    documented = validate_table(spark, with_gx, decl.name, 1, decl=decl)
+    assert documented.engine == "counts" and documented.results[0].gx_run_id.startswith(f"{decl.name}@v1@")
+    pages = data_docs_index(with_gx).parent / "validations" / "silver" / "checks_probe" / "suite"
+    assert (pages / f"{decl.name}@v1").is_dir()
+    stored = spark.table(CHECKS_TABLE).filter(f"table_name = '{decl.name}'")
+    assert stored.filter("expectation_id = 'primary_key.unique'").count() == 1
+    assert stored.filter("unexpected_count > 0").count() == 0
+
+    # Another source repeats the key (chr1, 3): its commit's comparison counts it, the scan reports it.
+    second = _land(spark, settings, target, sources[1], [3, 6], [0.6, 0.7])
+    [validation] = second.validations
+    assert validation.engine != "counts" and not validation.success
+    [unique] = [r for r in validation.results if r.expectation.id == "primary_key.unique"]
+    assert unique.unexpected_count == 2
+
+    # Replacing that source without the repeat validates from counts again; a value out of range does not.
+    replaced = _land(spark, settings, target, sources[1], [6], [0.7])
+    assert [v.engine for v in replaced.validations] == ["counts"]
+    third = _land(spark, settings, target, sources[2], [7, 8], [0.8, 5.0])
+    [validation] = third.validations
+    assert validation.engine != "counts"
+    [between] = validation.failed
+    assert between.expectation.id == "value.to_be_between" and between.unexpected_count == 1
+    assert spark.table(decl.name).count() == 8
