@@ -32,8 +32,11 @@ def ensure_table(spark, decl: TableDecl) -> None:
     key = (id(spark), decl.name)
     if key in _CHECKED:
         return
-    _if_absent(lambda: spark.sql(f"CREATE DATABASE IF NOT EXISTS {decl.database}"))
-    if spark.catalog.tableExists(decl.name) or not _if_absent(lambda: spark.sql(decl.create_ddl())):
+    from lakehouse.storage import database_exists, table_exists
+
+    if not database_exists(spark, decl.database):
+        _if_absent(lambda: spark.sql(f"CREATE DATABASE IF NOT EXISTS {decl.database}"))
+    if table_exists(spark, decl.name) or not _if_absent(lambda: spark.sql(decl.create_ddl())):
         _reconcile(spark, decl)
     _CHECKED.add(key)
 
@@ -56,9 +59,25 @@ def forget_checks() -> None:
     _CHECKED.clear()
 
 
+def _stored(spark, name: str):
+    """(schema, table properties) of Delta table `name`, read from its log with delta-rs: asking Spark
+    loads the table's snapshot in the JVM, seconds for a check that holds nearly always."""
+    import json
+
+    from deltalake import DeltaTable
+    from pyspark.sql.types import StructType
+
+    from lakehouse.storage import Storage, table_location
+
+    storage = Storage.of(spark, table_location(spark, name))
+    table = DeltaTable(storage.delta_uri(), storage_options=storage.delta_options())
+    return StructType.fromJson(json.loads(table.schema().to_json())), table.metadata().configuration
+
+
 def _reconcile(spark, decl: TableDecl) -> None:
-    stored = {field.name: field for field in spark.table(decl.name).schema.fields}
-    stored_version = int(table_property(spark, decl.name, "lakehouse.schema_version") or 1)
+    schema, properties = _stored(spark, decl.name)
+    stored = {field.name: field for field in schema.fields}
+    stored_version = int(properties.get("lakehouse.schema_version") or 1)
     if stored_version > decl.schema_version:
         raise SchemaDriftError(
             f"table {decl.name} is at schema version {stored_version} but {decl.origin} declares "

@@ -125,8 +125,7 @@ class Settings:
             ("schemas_dir", str(self.schemas_dir)),
             (
                 "validation_engine",
-                f"{self.validation_engine} (scans a version its files' counts cannot decide; "
-                f"GX up to {self.gx_max_rows} rows when auto)",
+                f"{self.validation_engine} (for what file counts cannot decide; GX up to {self.gx_max_rows} rows when auto)",
             ),
             ("vacuum_retention_hours", f"{self.vacuum_retention_hours:g}"),
             (

@@ -92,15 +92,33 @@ class Storage:
         return options
 
 
+def _identifier(spark, name: str):
+    database, _, table = name.rpartition(".")
+    jvm = spark._jvm
+    return jvm.org.apache.spark.sql.catalyst.TableIdentifier(table, jvm.scala.Some(database or "default"))
+
+
+def table_exists(spark, name: str) -> bool:
+    """Whether the catalog holds table `name`, asked of the session catalog: `spark.catalog.tableExists`
+    goes through Delta's catalog, which loads the table (seconds, the first time in a JVM)."""
+    try:
+        return bool(spark._jsparkSession.sessionState().catalog().tableExists(_identifier(spark, name)))
+    except AttributeError:  # no JVM at hand (Spark Connect)
+        return spark.catalog.tableExists(name)
+
+
+def database_exists(spark, name: str) -> bool:
+    try:
+        return bool(spark._jsparkSession.sessionState().catalog().databaseExists(name))
+    except AttributeError:
+        return spark.catalog.databaseExists(name)
+
+
 def table_location(spark, name: str) -> str:
     """The storage URI the catalog holds for table `name` (asked of the session catalog, which does not
     load the table's Delta snapshot as DESCRIBE DETAIL does)."""
-    database, _, table = name.rpartition(".")
     try:
-        jvm = spark._jvm
-        ident = jvm.org.apache.spark.sql.catalyst.TableIdentifier(
-            table, jvm.scala.Some(database or "default")
-        )
-        return str(spark._jsparkSession.sessionState().catalog().getTableMetadata(ident).location())
+        catalog = spark._jsparkSession.sessionState().catalog()
+        return str(catalog.getTableMetadata(_identifier(spark, name)).location())
     except AttributeError:  # no JVM at hand (Spark Connect)
         return spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()["location"]

@@ -41,6 +41,7 @@ from lakehouse.sources.gnomad import bgzf
 from lakehouse.sources.gnomad.frequencies import frequencies_table, group_columns
 from lakehouse.sources.gnomad.header import EXTRA_SUBFIELDS, InfoField, VcfHeader, parse_header
 from lakehouse.sources.gnomad.records import parse_lines
+from lakehouse.storage import table_exists
 
 VARIANTS = "silver.gnomad_variants"
 FREQUENCIES = "gold.gnomad_population_frequencies"
@@ -121,7 +122,7 @@ def variants_declaration(spark, base: TableDecl, header: VcfHeader) -> TableDecl
                     f"table {base.name}: INFO {info.id} (Number={info.number}, Type={info.type}) would be "
                     f"{info.spark_type} but column {info.column} is declared as {declared}"
                 )
-    exists = spark.catalog.tableExists(base.name)
+    exists = table_exists(spark, base.name)
     stored = {f.name: f.dataType for f in spark.table(base.name).schema.fields} if exists else {}
     columns = list(base.columns)
     to_add: list[str] = []
@@ -273,7 +274,7 @@ def fetch(path_or_url: str, settings: Settings) -> Path:
 
 def already_landed(spark, source: InputFile) -> bool:
     """Whether meta.vcf_headers holds this file's row (written last, once the file has landed)."""
-    if not spark.catalog.tableExists(HEADERS):
+    if not table_exists(spark, HEADERS):
         return False
     from lakehouse.landing import read_table
 
