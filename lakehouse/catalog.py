@@ -74,6 +74,11 @@ def _stored(spark, name: str):
     return StructType.fromJson(json.loads(table.schema().to_json())), table.metadata().configuration
 
 
+def stored_schema(spark, name: str):
+    """The Spark schema of Delta table `name`'s current version, read from its log."""
+    return _stored(spark, name)[0]
+
+
 def _reconcile(spark, decl: TableDecl) -> None:
     schema, properties = _stored(spark, decl.name)
     stored = {field.name: field for field in schema.fields}

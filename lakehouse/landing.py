@@ -812,9 +812,10 @@ def _not_stored(spark, decl: TableDecl) -> list[str]:
     """ADD COLUMNS clauses for the evolving columns and annotation sub-fields the table lacks."""
     from pyspark.sql.types import ArrayType, StructType
 
+    from lakehouse.catalog import stored_schema
     from lakehouse.types import parse_type
 
-    stored = {f.name: f.dataType for f in spark.table(decl.name).schema.fields}
+    stored = {f.name: f.dataType for f in stored_schema(spark, decl.name).fields}
     added = []
     for name in decl.evolving:
         column = decl.column(name)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from lakehouse.catalog import ensure_table
+from lakehouse.catalog import ensure_table, stored_schema
 from lakehouse.errors import DataError, SchemaDriftError
 from lakehouse.landing import (
     Provenance,
@@ -33,7 +33,7 @@ from lakehouse.landing import (
     write_pieces,
 )
 from lakehouse.quality.quarantine import quarantine
-from lakehouse.quality.validate import gate
+from lakehouse.quality.validate import gate_versions
 from lakehouse.runs import IngestRun, InputFile, utcnow
 from lakehouse.schemas import ColumnDecl, TableDecl, declaration
 from lakehouse.settings import Settings
@@ -123,7 +123,7 @@ def variants_declaration(spark, base: TableDecl, header: VcfHeader) -> TableDecl
                     f"{info.spark_type} but column {info.column} is declared as {declared}"
                 )
     exists = table_exists(spark, base.name)
-    stored = {f.name: f.dataType for f in spark.table(base.name).schema.fields} if exists else {}
+    stored = {f.name: f.dataType for f in stored_schema(spark, base.name).fields} if exists else {}
     columns = list(base.columns)
     to_add: list[str] = []
     stored_dynamic = [name for name in stored if name not in base.column_names]
@@ -358,7 +358,7 @@ def land_file(
             )
         }
         _quarantine(spark, run, source, reported)  # after the rows it stands beside, as before
-        gate(spark, settings, run, [VARIANTS])  # gold only from a validated silver version
+        gate_versions(spark, settings, run, [VARIANTS])  # gold only from a validated silver version
         versions[FREQUENCIES] = commit(
             frequencies,
             written.files.get(FREQUENCIES, []),
