@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import json
 import math
 import os
 import threading
@@ -299,6 +300,22 @@ def test_cli_synth_writes_a_family_file_and_ingest_checks_inputs_before_spark(tm
         "error: no-such-thing: no such file, and not a GEO accession (GSE…, GSM…, GPL…, GDS…)"
     ]
     assert "starting Spark" not in proc.stderr
+
+
+def test_a_gds_lands_into_a_fresh_home_and_says_why_genes_are_not_derived(quirk_files, tmp_path):
+    """No `lakehouse init` first, and no platform landed: the values land, gold is skipped with one line."""
+    env = lakehouse_env(tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    proc = run_cli(env, "ingest", "geo", str(quirk_files["gds"]))
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "gold.geo_gene_expression not derived: silver.geo_platform_probes does not exist yet; land the "
+        "platform's SOFT file (GPL…), then this file again"
+    ) in proc.stderr
+    query = "SELECT probe_id, value FROM silver.geo_expression WHERE gsm_id = 'GSM7' ORDER BY probe_id"
+    found = run_cli(env, "sql", query, "--format", "json")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout) == [{"probe_id": "P1", "value": 1.0}, {"probe_id": "P4", "value": 2.0}]
 
 
 # --- pure transforms on tiny frames ---------------------------------------------------------------------

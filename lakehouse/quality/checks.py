@@ -286,6 +286,8 @@ def version_tallies(ledger, table, name: str, expectations: Sequence[Expectation
     import pyarrow.dataset as pads
 
     live = pa.table(table.get_add_actions(flatten=True)).select(["path", "num_records"])
+    if live.column("num_records").null_count:
+        return VersionTally(0, {}, "a live file has no statistics")
     total = int(pc.sum(live.column("num_records")).as_py() or 0)
     wanted = {e.id: signature(e) for e in expectations}
     if not wanted:
@@ -309,7 +311,7 @@ def version_tallies(ledger, table, name: str, expectations: Sequence[Expectation
     for path, records in zip(
         live.column("path").to_pylist(), live.column("num_records").to_pylist(), strict=True
     ):
-        if not records:
+        if records == 0:
             continue
         for ident in wanted:
             row = latest.get((path, ident))

@@ -29,6 +29,7 @@ from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.geo import fetch, soft, transform
+from lakehouse.storage import table_exists
 from lakehouse.tables import replace_sources, upsert
 
 log = logging.getLogger(__name__)
@@ -236,8 +237,14 @@ def ingest_geo(
             )
             clock.tick("values")
 
-            if result.values:
-                expression, probes = decls["expression"].name, decls["probes"].name
+            expression, probes = decls["expression"].name, decls["probes"].name
+            if result.values and not table_exists(spark, probes):
+                # A GDS or a series matrix landed before any platform file: nothing to map probes with.
+                log.warning(
+                    "%s not derived: %s does not exist yet; land the platform's SOFT file (GPL…), then "
+                    "this file again", decls["genes"].name, probes,
+                )  # fmt: skip
+            elif result.values:
                 inputs = gate(spark, settings, run, [expression, probes])
                 landed = inputs[expression].filter(F.col("ingest_run_id") == run.run_id)
                 genes = transform.gene_rows(landed, inputs[probes])
