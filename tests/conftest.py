@@ -51,6 +51,46 @@ def run_cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.C
     )
 
 
+def read_alike(spark, table: str, key: list[str]) -> dict[str, tuple[int, str]]:
+    """(rows, checksum of the `key` columns) of `table`'s current version as Spark, delta-rs and DuckDB's
+    delta extension each read it; also asserts that every live file carries Delta statistics."""
+    import hashlib
+    import json
+
+    import duckdb
+    import duckdb_extension_delta
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    from lakehouse.storage import Storage, table_location
+
+    def digest(rows) -> tuple[int, str]:
+        text = json.dumps(sorted([str(v) for v in row] for row in rows))
+        return len(rows), hashlib.sha256(text.encode()).hexdigest()
+
+    storage = Storage.of(spark, table_location(spark, table))
+    rust = DeltaTable(storage.delta_uri(), storage_options=storage.delta_options())
+    files = pa.table(rust.get_add_actions(flatten=True))
+    assert files.column("num_records").null_count == 0, f"{table}: a file without statistics"
+    extension = next(
+        (Path(duckdb_extension_delta.__file__).parent / "extensions").glob(
+            f"v{duckdb.__version__}/delta.duckdb_extension"
+        )
+    )
+    duck = duckdb.connect()
+    duck.execute(f"LOAD '{extension}'")
+    columns = ", ".join(f'"{c}"' for c in key)
+    return {
+        "spark": digest([tuple(r) for r in spark.table(table).select(*key).collect()]),
+        "delta-rs": digest(
+            list(zip(*[c.to_pylist() for c in rust.to_pyarrow_table(columns=key).columns], strict=True))
+        ),
+        "duckdb": digest(
+            duck.execute(f"SELECT {columns} FROM delta_scan('{storage.delta_uri()}')").fetchall()
+        ),
+    }
+
+
 def error_lines(stderr: str) -> list[str]:
     """The CLI's own error lines (JVM start-up notices such as the incubator-module warning excluded)."""
     return [line for line in stderr.splitlines() if line.startswith("error:")]

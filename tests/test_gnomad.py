@@ -278,6 +278,16 @@ def test_shared_files_land_side_by_side_and_match_cyvcf2(spark, settings, shared
     assert vep["column_name"] == "vep" and vep["sub_fields"][:2] == ["Allele", "Consequence"]
     assert _count(spark, "meta.vcf_headers") >= 2
 
+    # Every table the landing wrote reads the same in Spark, delta-rs and DuckDB, and has statistics.
+    from conftest import read_alike
+
+    from lakehouse.schemas import declaration
+
+    written = [*landed[0].versions, "meta.ingest_runs", "quality.file_checks", "quality.validation_results"]
+    for table in written:
+        reads = read_alike(spark, table, list(declaration(table, settings.schemas_dir).primary_key))
+        assert len(set(reads.values())) == 1 and reads["spark"][0] > 0, (table, reads)
+
     # Re-ingesting the same file adds nothing and commits nothing.
     before = _version(spark, "silver.gnomad_variants")
     again = land_gnomad(spark, settings, [str(files[0])])
