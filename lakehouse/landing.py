@@ -10,11 +10,13 @@ runs that function over its share of the pieces (`tasks.spread`), and for every 
 - writes Parquet files with pyarrow into the table's storage location (local or S3, `storage.Storage`),
   one directory per partition value;
 - computes, in the same pass, Delta's per-file statistics (numRecords, min/max/nullCount of the indexed
-  columns) and a 64-bit hash of each row's primary key.
+  columns), a 64-bit hash of each row's primary key, and what each row-level expectation of the table's
+  suite finds in the file (`quality.checks`), so that validating the new version reads no data again.
 
-A task returns only file descriptors, hashes and reports. The driver checks the keys, then commits each
-table with `commit`: one Delta transaction per table and run, with an application transaction id
-(`SetTransaction`) so that a retried or repeated run adds nothing. Files of a task that failed, or of a run
+A task returns only file descriptors, hashes, counts and reports. The driver checks the keys, then commits
+each table with `commit`, storing the files' counts in `quality.file_checks` just before: one Delta
+transaction per table and run, with an application transaction id (`SetTransaction`) so that a retried or
+repeated run adds nothing. Files of a task that failed, or of a run
 that never committed, are not in the log: they are orphans that VACUUM removes.
 """
 
@@ -100,11 +102,6 @@ class Target:
             next((e for e in suite if e.type in UNIQUE_TYPES), None),
             _ledger(spark, decl, schemas_dir) if ledger else None,
         )
-
-    @property
-    def counted(self) -> bool:
-        """Whether this table's files carry expectation counts that a validation can sum."""
-        return self.ledger is not None
 
     @property
     def file_schema(self) -> pa.Schema:

@@ -67,8 +67,6 @@ def unexpected_mask(exp: Expectation, table: pa.Table) -> tuple[pa.ChunkedArray,
     k = exp.kwargs
     if exp.type == "expect_column_values_to_not_be_null":
         return pc.is_null(table.column(k["column"])), None
-    if exp.type == "expect_compound_columns_to_be_unique":
-        raise ValueError("key uniqueness is not a per-file count")
     if exp.type == "expect_column_pair_values_a_to_be_greater_than_b":
         a, b = table.column(k["column_A"]), table.column(k["column_B"])
         ok = pc.greater_equal(a, b) if k.get("or_equal") else pc.greater(a, b)
