@@ -800,7 +800,10 @@ def evolve(spark, decl: TableDecl, attempts: int = 5) -> None:
             retry_conflicts(lambda sql=alter: spark.sql(sql), decl.name)
             return
         except AnalysisException as exc:
-            if "ALREADY_EXISTS" not in str(exc) or attempt == attempts:
+            # Spark's analyser says FIELD_ALREADY_EXISTS; Delta's own command, when the JVM's snapshot
+            # of the table predates the other landing's commit, DELTA_DUPLICATE_COLUMNS_FOUND.
+            concurrent = "ALREADY_EXISTS" in str(exc) or "DUPLICATE_COLUMNS" in str(exc)
+            if not concurrent or attempt == attempts:
                 raise
             log.warning("%s: a concurrent landing added columns first; reading the schema again", decl.name)
 
