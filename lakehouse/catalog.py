@@ -64,13 +64,11 @@ def _stored(spark, name: str):
     loads the table's snapshot in the JVM, seconds for a check that holds nearly always."""
     import json
 
-    from deltalake import DeltaTable
     from pyspark.sql.types import StructType
 
-    from lakehouse.storage import Storage, table_location
+    from lakehouse.storage import open_table
 
-    storage = Storage.of(spark, table_location(spark, name))
-    table = DeltaTable(storage.delta_uri(), storage_options=storage.delta_options())
+    table = open_table(spark, name)
     return StructType.fromJson(json.loads(table.schema().to_json())), table.metadata().configuration
 
 

@@ -527,7 +527,6 @@ def commit(
     Before each attempt the files' expectation counts go to the target's ledger (`quality.file_checks`),
     with the result of comparing `hashes` (the added rows' key hashes) with the keys of the version the
     attempt builds on."""
-    from deltalake import DeltaTable
     from deltalake.exceptions import CommitFailedError
     from deltalake.transaction import CommitProperties, Transaction
 
@@ -535,7 +534,7 @@ def commit(
     adds = [_add(f, now) for f in files]
     metadata = run.commit_metadata(source)
     for attempt in range(1, COMMIT_RETRIES + 1):
-        table = DeltaTable(target.storage.delta_uri(), storage_options=target.storage.delta_options())
+        table = target.storage.delta_table()
         transactions = []
         if app_id is not None:
             done = table.transaction_version(app_id)
@@ -609,13 +608,9 @@ def driver_files(target: Target, rows: pa.Table, where: str) -> list[DataFile]:
 def read_table(spark, name: str, columns: Sequence[str], where=None) -> pa.Table:
     """`columns` of table `name`'s current version, filtered by `where` (a pyarrow dataset expression),
     read with delta-rs: no Spark job, which for a lookup in a small table costs seconds."""
-    from deltalake import DeltaTable
+    from lakehouse.storage import open_table
 
-    from lakehouse.storage import table_location
-
-    storage = Storage.of(spark, table_location(spark, name))
-    table = DeltaTable(storage.delta_uri(), storage_options=storage.delta_options())
-    return table.to_pyarrow_dataset().to_table(filter=where, columns=list(columns))
+    return open_table(spark, name).to_pyarrow_dataset().to_table(filter=where, columns=list(columns))
 
 
 def land_rows(target: Target, rows: pa.Table, run, *, source=None, replace: Sequence[str] = ()) -> int:
@@ -638,7 +633,6 @@ def append(target: Target, rows: pa.Table, *, metadata: str | None = None, inste
     """Append `rows` to `target` in one commit, removing the files `instead_of` (DataFiles this process
     added earlier) in the same commit. Returns (version, the files added); version is None, and nothing
     is committed, when a file to remove is no longer live (OPTIMIZE compacted it)."""
-    from deltalake import DeltaTable
     from deltalake.exceptions import CommitFailedError
     from deltalake.transaction import CommitProperties, RemoveAction
 
@@ -647,7 +641,7 @@ def append(target: Target, rows: pa.Table, *, metadata: str | None = None, inste
     adds = [_add(f, now) for f in files]
     removes = [RemoveAction(f.path, True, now, f.size, f.partition) for f in instead_of]
     for attempt in range(1, COMMIT_RETRIES + 1):
-        table = DeltaTable(target.storage.delta_uri(), storage_options=target.storage.delta_options())
+        table = target.storage.delta_table()
         if removes:
             live = set(pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
             if any(r.path not in live for r in removes):
@@ -741,12 +735,8 @@ def _rows_not_from(target: Target, path: str, partition: dict, sources: set[str]
 
 
 def _rewrite(target: Target, rows: pa.Table, partition: dict, now: int) -> DataFile:
-    files = TaskFiles({target.name: target})
-    files.write(Rows(target.name, rows, f"rewrite of {target.name}"))
-    [done] = [d for d in files.close() if d["kind"] == "file"]
-    return DataFile(
-        done["path"], done["size"], done["rows"], json.loads(done["partition"]), done["stats"], done["checks"]
-    )
+    [rewritten] = driver_files(target, rows, f"rewrite of {target.name}")
+    return rewritten
 
 
 # ---------------------------------------------------------------------------------------------- provenance

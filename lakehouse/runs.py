@@ -214,11 +214,10 @@ def close_abandoned_runs(spark, runs) -> list[str]:
     `runs` is the landing Target of the runs table, read with delta-rs.
     """
     import pyarrow.dataset as pads
-    from deltalake import DeltaTable as RustTable
     from pyspark.sql import functions as F
 
     host = socket.gethostname()
-    table = RustTable(runs.storage.delta_uri(), storage_options=runs.storage.delta_options())
+    table = runs.storage.delta_table()
     found = table.to_pyarrow_dataset().to_table(
         filter=(pads.field("status") == "running") & (pads.field("host") == host), columns=["run_id", "pid"]
     )

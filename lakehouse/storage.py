@@ -67,6 +67,12 @@ class Storage:
             return f"s3://{parsed.netloc}{parsed.path}".rstrip("/")
         return parsed.path.rstrip("/")
 
+    def delta_table(self, version: int | None = None):
+        """The Delta table at this location, opened with delta-rs (at `version`; default the latest)."""
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.delta_uri(), version=version, storage_options=self.delta_options())
+
     def delta_options(self) -> dict[str, str]:
         if not self.is_s3:
             return {}
@@ -112,6 +118,11 @@ def database_exists(spark, name: str) -> bool:
         return bool(spark._jsparkSession.sessionState().catalog().databaseExists(name))
     except AttributeError:
         return spark.catalog.databaseExists(name)
+
+
+def open_table(spark, name: str, version: int | None = None):
+    """Catalog table `name` opened with delta-rs from its storage location (at `version`)."""
+    return Storage.of(spark, table_location(spark, name)).delta_table(version)
 
 
 def table_location(spark, name: str) -> str:

@@ -161,20 +161,16 @@ def from_counts(spark, settings: Settings, decl: TableDecl, version: int, expect
 
     None when the counts cannot decide it: an expectation only Spark evaluates, a live file without counts,
     or any violation (the full evaluation then finds the exact rows, to report and quarantine)."""
-    from deltalake import DeltaTable
-
     from lakehouse.quality.checks import CHECKS_TABLE, UNIQUE_TYPES, countable, version_tallies
-    from lakehouse.storage import Storage, table_location
+    from lakehouse.storage import open_table
 
     typed = "expect_column_values_to_be_of_type"
     if any(not (countable(e) or e.type in UNIQUE_TYPES or e.type == typed) for e in expectations):
         return None
     if not table_exists(spark, CHECKS_TABLE):
         return None
-    storage = Storage.of(spark, table_location(spark, decl.name))
-    table = DeltaTable(storage.delta_uri(), version=version, storage_options=storage.delta_options())
-    ledger_storage = Storage.of(spark, table_location(spark, CHECKS_TABLE))
-    ledger = DeltaTable(ledger_storage.delta_uri(), storage_options=ledger_storage.delta_options())
+    table = open_table(spark, decl.name, version)
+    ledger = open_table(spark, CHECKS_TABLE)
     tally = version_tallies(ledger, table, decl.name, [e for e in expectations if e.type != typed])
     if tally.undecided:
         log.info("%s v%s: validated by scanning (%s)", decl.name, version, tally.undecided)
