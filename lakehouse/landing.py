@@ -22,6 +22,7 @@ that never committed, are not in the log: they are orphans that VACUUM removes.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import logging
@@ -31,7 +32,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -126,6 +127,7 @@ class Rows:
     table: str
     data: pa.Table | pa.RecordBatch
     where: str
+    group: tuple = ()  # rows of different groups never share a file (so a driver can leave a group out)
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ class _Open:
     stats: list[pa.Table] = field(default_factory=list)
     rows: int = 0
     tally: FileTally = field(default_factory=FileTally)
+    keys: list[np.ndarray] = field(default_factory=list)  # the rows' key hashes
 
 
 class TaskFiles:
@@ -249,7 +252,7 @@ class TaskFiles:
         self.counted: dict[tuple[str, tuple], FileTally] = {}
         self.open: dict[tuple[str, tuple], _Open] = {}
         self.done: list[dict] = []
-        self.hashes: dict[str, list[np.ndarray]] = {}
+        self.keys: dict[tuple[str, tuple, tuple], list[np.ndarray]] = {}
         self.filesystems = {}
 
     def write(self, rows: Rows) -> None:
@@ -257,11 +260,11 @@ class TaskFiles:
         table = conform(rows.data, target, rows.where)
         if table.num_rows == 0:
             return
-        if target.primary_key:
-            self.hashes.setdefault(target.name, []).append(key_hashes(table, target.primary_key))
         for values, part in _partitions(table, target.partition_by):
-            slot = (target.name, values)
+            slot = (target.name, values, rows.group)
             self.buffers.setdefault(slot, []).append(part.drop_columns(list(target.partition_by)))
+            if target.primary_key:
+                self.keys.setdefault(slot, []).append(key_hashes(part, target.primary_key))
             if target.checked:
                 self.counted.setdefault(slot, FileTally()).add(count(target.checked, part))
             self.buffered[slot] = self.buffered.get(slot, 0) + part.num_rows
@@ -276,7 +279,7 @@ class TaskFiles:
         counted = self.counted.pop(slot, None)
         if not parts:
             return
-        name, values = slot
+        name, values, _ = slot
         target = self.targets[name]
         chunk = pa.concat_tables(parts)
         current = self.open.get(slot)
@@ -298,6 +301,7 @@ class TaskFiles:
         if counted is not None:
             current.tally.add(counted.counts)
         current.stats.append(chunk)
+        current.keys.extend(self.keys.pop(slot, []))
         current.rows += chunk.num_rows
         if current.rows >= ROWS_PER_FILE:
             self._close(slot)
@@ -305,7 +309,7 @@ class TaskFiles:
     def _close(self, slot) -> None:
         current = self.open.pop(slot)
         current.writer.close()
-        name, values = slot
+        name, values, group = slot
         target = self.targets[name]
         info = self._filesystem(target.storage).get_file_info(f"{target.storage.root}/{current.path}")
         self.done.append(
@@ -317,9 +321,10 @@ class TaskFiles:
                 "rows": current.rows,
                 "partition": json.dumps(dict(zip(target.partition_by, values, strict=True))),
                 "stats": json.dumps(file_stats(pa.concat_tables(current.stats))),
-                "hashes": None,
+                "hashes": np.concatenate(current.keys).tobytes() if current.keys else None,
                 "report": None,
                 "checks": current.tally.to_json() if target.checked else None,
+                "group": json.dumps(list(group)) if group else None,
             }
         )
 
@@ -333,14 +338,6 @@ class TaskFiles:
             self._flush(slot)
         for slot in list(self.open):
             self._close(slot)
-        for name, parts in self.hashes.items():
-            self.done.append(
-                {
-                    "kind": "hashes", "table": name, "path": None, "size": None, "rows": None,
-                    "partition": None, "stats": None,
-                    "hashes": np.concatenate(parts).tobytes(), "report": None, "checks": None,
-                }
-            )  # fmt: skip
         return self.done
 
 
@@ -374,16 +371,28 @@ def _directory(column: str, value) -> str:
 
 OUTPUT_DDL = (
     "kind string, table string, path string, size bigint, rows bigint, partition string, stats string, "
-    "hashes binary, report string, checks string"
+    "hashes binary, report string, checks string, group string"
 )
 
 
 def _output(rows: list[dict]) -> pa.RecordBatch:
-    names = ["kind", "table", "path", "size", "rows", "partition", "stats", "hashes", "report", "checks"]
+    names = [
+        "kind",
+        "table",
+        "path",
+        "size",
+        "rows",
+        "partition",
+        "stats",
+        "hashes",
+        "report",
+        "checks",
+        "group",
+    ]
     types = [pa.string(), pa.string(), pa.string(), pa.int64(), pa.int64(), pa.string(), pa.string(),
-             pa.binary(), pa.string(), pa.string()]  # fmt: skip
+             pa.binary(), pa.string(), pa.string(), pa.string()]  # fmt: skip
     return pa.RecordBatch.from_arrays(
-        [pa.array([r[n] for r in rows], t) for n, t in zip(names, types, strict=True)], names=names
+        [pa.array([r.get(n) for r in rows], t) for n, t in zip(names, types, strict=True)], names=names
     )
 
 
@@ -398,18 +407,32 @@ class DataFile:
     partition: dict
     stats: str
     checks: str | None = None  # the file's expectation counts (`quality.checks.FileTally`)
+    keys: bytes | None = field(default=None, repr=False)  # its rows' key hashes (uint64)
+    group: tuple = ()  # the `Rows.group` of its rows
+
+    @classmethod
+    def of(cls, described: dict) -> DataFile:
+        d = described
+        group = tuple(json.loads(d["group"])) if d.get("group") else ()
+        return cls(d["path"], d["size"], d["rows"], json.loads(d["partition"]), d["stats"], d["checks"],
+                   d["hashes"], group)  # fmt: skip
 
 
 @dataclass
 class Written:
-    """What the tasks of one landing wrote: files and key hashes per table, and every piece's report."""
+    """What the tasks of one landing wrote: files per table (each with its rows' key hashes), and every
+    piece's report."""
 
     files: dict[str, list[DataFile]]
-    hashes: dict[str, np.ndarray]
     reports: list[dict]
 
     def rows(self, table: str) -> int:
         return sum(f.rows for f in self.files.get(table, []))
+
+    def hashes(self, table: str) -> np.ndarray | None:
+        """The key hashes of every row written for `table` (None: no key, or no file)."""
+        parts = [np.frombuffer(f.keys, dtype=np.uint64) for f in self.files.get(table, []) if f.keys]
+        return np.concatenate(parts) if parts else None
 
 
 def write_pieces(
@@ -448,24 +471,18 @@ def write_pieces(
 
     plan = spread(spark, pieces, ddl, sizes)
     collected = plan.mapInArrow(task, OUTPUT_DDL).collect()
-    written = Written({}, {}, [])
-    hashes: dict[str, list[np.ndarray]] = {}
+    written = Written({}, [])
     for row in collected:
         if row.kind == "file":
-            written.files.setdefault(row.table, []).append(
-                DataFile(row.path, row.size, row.rows, json.loads(row.partition), row.stats, row.checks)
-            )
-        elif row.kind == "hashes":
-            hashes.setdefault(row.table, []).append(np.frombuffer(row.hashes, dtype=np.uint64))
+            written.files.setdefault(row.table, []).append(DataFile.of(row.asDict()))
         else:
             written.reports.append(json.loads(row.report))
-    written.hashes = {t: np.concatenate(parts) for t, parts in hashes.items()}
     return written
 
 
 def repeated_keys(target: Target, written: Written, limit: int = 5) -> list[dict]:
     """Keys that more than one written row holds: found by hash, confirmed on the files' key columns."""
-    hashes = written.hashes.get(target.name)
+    hashes = written.hashes(target.name)
     if hashes is None or len(hashes) < 2:
         return []
     ordered = np.sort(hashes)
@@ -512,21 +529,21 @@ def commit(
     app_id: str | None = None,
     again: bool = False,
     source=None,
-    hashes: np.ndarray | None = None,
 ) -> int:
     """Commit `files` to `target` in one Delta transaction, removing first every row whose `source_file`
-    is in `replace` (files wholly from those sources are removed; a file that also holds other sources'
-    rows is rewritten without them, in the same commit).
+    is in `replace`, or, when `replace` maps columns to values, every row holding one of a column's values
+    (files wholly of such rows are removed; a file that also holds other rows is rewritten without them,
+    in the same commit).
 
     `app_id` makes the commit idempotent (Delta's SetTransaction): when the table already holds a commit of
-    that id, and still holds rows of `source`'s checksum, nothing is committed, unless `again` (a forced
+    that id, and still holds rows of `source`'s checksum (of every source, for a list), nothing is committed, unless `again` (a forced
     re-landing) asks for a new one. A concurrent
     commit is not an error: the table is read again and the commit retried. Returns the version committed
     (or, when there was nothing to commit, the current one) and records it on `run`.
 
     Before each attempt the files' expectation counts go to the target's ledger (`quality.file_checks`),
-    with the result of comparing `hashes` (the added rows' key hashes) with the keys of the version the
-    attempt builds on."""
+    with the result of comparing the added rows' key hashes (`DataFile.keys`) with the keys of the version
+    the attempt builds on."""
     from deltalake.exceptions import CommitFailedError
     from deltalake.transaction import CommitProperties, Transaction
 
@@ -548,7 +565,7 @@ def commit(
         if not adds and not removes and not rewritten:
             return _recorded(table, target, run, metadata)
         if target.ledger is not None:
-            _count(target, table, files, rewritten, {r.path for r in removes}, hashes, run)
+            _count(target, table, files, rewritten, {r.path for r in removes}, run)
         try:
             table.create_write_transaction(
                 [*adds, *(_add(f, now) for f in rewritten), *removes],
@@ -581,13 +598,14 @@ def _add(data_file: DataFile, now: int):
     return AddAction(data_file.path, data_file.size, data_file.partition, now, True, data_file.stats)
 
 
-def _count(target: Target, table, files, rewritten, removed: set[str], hashes, run) -> None:
+def _count(target: Target, table, files, rewritten, removed: set[str], run) -> None:
     """Store what the files about to be committed hold against each expectation (`quality.checks`).
     Key uniqueness is left unrecorded beside rewritten files, whose rows the comparison cannot place."""
     from lakehouse.quality.checks import collisions, ledger_rows
 
     clashes = None
     if target.unique is not None and not rewritten:
+        hashes = Written({target.name: list(files)}, []).hashes(target.name)
         clashes = collisions(target, table, files, hashes, removed)
     rows = ledger_rows(target, [*files, *rewritten], clashes, table.version(), run.run_id)
     if rows.num_rows:
@@ -598,11 +616,7 @@ def driver_files(target: Target, rows: pa.Table, where: str) -> list[DataFile]:
     """Write `rows` (few: a dimension, a run record) into `target`'s storage from the driver."""
     files = TaskFiles({target.name: target})
     files.write(Rows(target.name, rows, where))
-    return [
-        DataFile(d["path"], d["size"], d["rows"], json.loads(d["partition"]), d["stats"], d["checks"])
-        for d in files.close()
-        if d["kind"] == "file"
-    ]
+    return [DataFile.of(d) for d in files.close()]
 
 
 def read_table(spark, name: str, columns: Sequence[str], where=None) -> pa.Table:
@@ -664,14 +678,17 @@ def append(target: Target, rows: pa.Table, *, metadata: str | None = None, inste
 
 
 def _holds(table, source) -> bool:
-    """Whether the log shows files of `source`'s checksum (exact bounds: files this engine wrote)."""
+    """Whether the log shows files of the checksum of `source` (or of every one of a list of sources),
+    by exact bounds: files this engine wrote."""
     if source is None:
         return True
+    sources = source if isinstance(source, list | tuple) else [source]
     actions = pa.table(table.get_add_actions(flatten=True))
     if "min.source_sha256" not in actions.column_names:
         return False
     low, high = actions.column("min.source_sha256"), actions.column("max.source_sha256")
-    return bool(pc.any(pc.and_(pc.equal(low, source.sha256), pc.equal(high, source.sha256))).as_py())
+    exact = set(pc.filter(low, pc.fill_null(pc.equal(low, high), False)).to_pylist())
+    return all(s.sha256 in exact for s in sources)
 
 
 def _recorded(table, target: Target, run, metadata: str) -> int:
@@ -686,32 +703,41 @@ def _recorded(table, target: Target, run, metadata: str) -> int:
     return version
 
 
-def _replace(table, target: Target, sources: Sequence[str], now: int):
-    """Remove actions for the files holding rows of `sources`, and add actions for the rewrites of files
-    that hold other rows too."""
+def _wanted(replace) -> dict[str, set]:
+    """`commit`'s `replace` as column -> values: source files, or a mapping of columns to values."""
+    if isinstance(replace, Mapping):
+        return {column: set(values) for column, values in replace.items() if values}
+    return {"source_file": set(replace)} if replace else {}
+
+
+def _replace(table, target: Target, replace, now: int):
+    """Remove actions for the files holding rows to replace (`_wanted`), and add actions for the rewrites
+    of files that hold other rows too. A file's column bounds decide without reading it where they can:
+    equal bounds name the one value every row holds; a wanted value outside the bounds is absent."""
     from deltalake.transaction import RemoveAction
 
-    if not sources:
+    wanted = _wanted(replace)
+    if not wanted:
         return [], []
+    ordered = {column: sorted(values) for column, values in wanted.items()}
     actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
-    wanted = set(sources)
     removes, rewrites = [], []
     for action in actions:
-        low, high = action.get("min.source_file"), action.get("max.source_file")
-        if low is not None and high is not None and low == high:
-            holds = {low} & wanted
-            if not holds:
-                continue
-            exact = True
-        else:
-            # Bounds cut to a prefix (Spark's statistics) or missing: which sources the file holds is read.
-            if low is not None and high is not None and not any(low <= s <= high for s in wanted):
-                continue
-            exact = False
+        whole, maybe = False, False
+        for column, values in ordered.items():
+            low, high = action.get(f"min.{column}"), action.get(f"max.{column}")
+            if low is None or high is None:
+                maybe = True  # no bounds (other writers, cut prefixes): read
+            elif low == high and low in wanted[column]:
+                whole = True
+            elif bisect.bisect_left(values, low) < bisect.bisect_right(values, high):
+                maybe = True
+        if not whole and not maybe:
+            continue
         partition = {k[len("partition.") :]: v for k, v in action.items() if k.startswith("partition.")}
-        if not exact:
+        if not whole:
             kept = _rows_not_from(target, action["path"], partition, wanted)
-            if kept is None:  # no row of these sources
+            if kept is None:  # no row to replace
                 continue
             if kept.num_rows:
                 rewrites.append(_rewrite(target, kept, partition, now))
@@ -719,12 +745,21 @@ def _replace(table, target: Target, sources: Sequence[str], now: int):
     return removes, rewrites
 
 
-def _rows_not_from(target: Target, path: str, partition: dict, sources: set[str]) -> pa.Table | None:
+def _rows_not_from(target: Target, path: str, partition: dict, wanted: dict[str, set]) -> pa.Table | None:
     import pyarrow.parquet as pq
 
     fs = target.storage.filesystem()
     table = pq.read_table(f"{target.storage.root}/{unquote(path)}", filesystem=fs)
-    mine = pc.is_in(table.column("source_file"), pa.array(sorted(sources)))
+    masks = [
+        pc.fill_null(pc.is_in(table.column(column), pa.array(sorted(values))), False)
+        for column, values in wanted.items()
+        if column in table.column_names
+    ]
+    if not masks:
+        return None
+    mine = masks[0]
+    for mask in masks[1:]:
+        mine = pc.or_(mine, mask)
     if not pc.any(mine).as_py():
         return None
     kept = table.filter(pc.invert(mine))

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -133,11 +134,15 @@ class IngestRun:
             self.error = f"{exc_type.__name__}: {describe_error(exc)}"[:2000]
         self._write(append=False)
 
-    def commit_metadata(self, source: InputFile | None = None) -> str:
+    def commit_metadata(self, source: InputFile | Sequence[InputFile] | None = None) -> str:
+        """What a commit of this run records in Delta's history: job, run and the source file(s)."""
         meta = {"job": self.job, "run_id": self.run_id}
-        if source is not None:
-            meta["source_file"] = source.path
-            meta["source_sha256"] = source.sha256
+        sources = [source] if isinstance(source, InputFile) else list(source or [])
+        if len(sources) == 1:
+            meta["source_file"] = sources[0].path
+            meta["source_sha256"] = sources[0].sha256
+        elif sources:
+            meta["source_files"] = [s.path for s in sources]
         return json.dumps(meta, sort_keys=True)
 
     def record_target(self, table: str, version: int, decl=None) -> None:

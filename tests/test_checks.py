@@ -89,7 +89,7 @@ def _land(spark, settings, target, source: InputFile, positions: list[int], valu
             yield Rows(target.name, provenance.add_to(rows), source.path)
 
         written = write_pieces(spark, [(0,)], "index int", [1], work, [target])
-        commit(target, written.files[target.name], run, hashes=written.hashes.get(target.name),
+        commit(target, written.files[target.name], run,
                replace=[source.path], source=source)  # fmt: skip
     return run
 

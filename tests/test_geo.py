@@ -309,8 +309,8 @@ def test_a_gds_lands_into_a_fresh_home_and_says_why_genes_are_not_derived(quirk_
     proc = run_cli(env, "ingest", "geo", str(quirk_files["gds"]))
     assert proc.returncode == 0, proc.stderr
     assert (
-        "gold.geo_gene_expression not derived: silver.geo_platform_probes does not exist yet; land the "
-        "platform's SOFT file (GPL…), then this file again"
+        "gold.geo_gene_expression: no genes for the samples of GPL1: silver.geo_platform_probes holds no "
+        "probes for them; land the platform's SOFT file (GPL…), then this file again"
     ) in proc.stderr
     query = "SELECT probe_id, value FROM silver.geo_expression WHERE gsm_id = 'GSM7' ORDER BY probe_id"
     found = run_cli(env, "sql", query, "--format", "json")

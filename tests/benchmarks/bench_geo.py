@@ -7,9 +7,9 @@ change the size). Figures go to stdout and tests/benchmarks/results/geo.json.
 Measured:
 - parse only, one process, one core: values/s of `soft.expression_batches` (Arrow out) and of GEOparse
   (`get_GEO`, pandas tables out), each in its own subprocess with its peak RSS;
-- landing with Spark (local[2]): the full `ingest_geo` (blocks, probes, samples, values, gold, validation)
-  and the values stage alone (parse → silver.geo_expression commit); values/s per core = values / wall
-  seconds / cores, and values per CPU-second of every process involved (driver, JVM, Python workers);
+- landing with Spark (local[2]): the full `ingest_geo` (blocks, probes, samples, values, gold, validation);
+  values/s per core = values / wall seconds / cores, and values per CPU-second of every process involved
+  (driver, JVM, Python workers);
 - driver memory: peak RSS of the Python driver and of the JVM while landing a small file and the big one.
 """
 
@@ -155,7 +155,6 @@ def test_geo_benchmark(files, tmp_path):
     from conftest import lakehouse_env
 
     from lakehouse.catalog import init_catalog
-    from lakehouse.runs import IngestRun, InputFile
     from lakehouse.settings import Settings
     from lakehouse.sources.geo import ingest
     from lakehouse.spark import get_spark
@@ -165,28 +164,25 @@ def test_geo_benchmark(files, tmp_path):
     cores = spark.sparkContext.defaultParallelism
     init_catalog(spark, settings)
 
-    def values_stage(path: Path) -> tuple[float, Sampler]:
-        """What `ingest_geo` does for values: blocks pass (file accession), then parse → expression commit."""
-        source = InputFile.of(path)
+    def landing(path: Path):
+        """The whole `lakehouse ingest geo` of one file (silver, gold, validation), with its samples."""
         with Sampler() as sampler:
             started = time.perf_counter()
-            with IngestRun(spark, settings, job="bench-geo-values", inputs=[source], validate=False) as run:
-                entities = ingest.read_entities(spark, [source.path]).cache()
-                landed, _ = ingest.land_values(spark, [source.path], [source], run, entities, settings)
+            result = ingest.ingest_geo(spark, settings, [str(path)])
             seconds = time.perf_counter() - started
-        entities.unpersist()
-        assert landed == SAMPLES * PROBES or path != big
-        return seconds, sampler
+        return result, seconds, sampler
 
-    _, small_sampler = values_stage(small)
-    big_seconds, big_sampler = values_stage(big)
-    assert spark.table("silver.geo_expression").count() == values + SMALL_SAMPLES * PROBES
-    results["spark_values_stage"] = {
+    _, _, small_sampler = landing(small)
+    result, full_seconds, full = landing(big)
+    assert result.values == values and result.samples == SAMPLES
+    results["spark_full_ingest"] = {
         "cores": cores,
-        "seconds": big_seconds,
-        "values_per_s_per_core": values / big_seconds / cores,
-        "values_per_cpu_second": values / big_sampler.cpu_seconds,
-        "vs_geoparse_per_core": (values / big_seconds / cores) / (values / geoparse["seconds"]),
+        "seconds": full_seconds,
+        "values_per_s_per_core": values / full_seconds / cores,
+        "values_per_cpu_second": values / full.cpu_seconds,
+        "vs_geoparse_per_core": (values / full_seconds / cores) / (values / geoparse["seconds"]),
+        "gene_values": result.gene_values,
+        "non_numeric_values": result.non_numeric_values,
     }
     results["driver_memory_mb"] = {
         "small_file": {
@@ -196,23 +192,9 @@ def test_geo_benchmark(files, tmp_path):
         },
         "big_file": {
             "file_mb": big.stat().st_size / 1e6,
-            "python_driver_peak": big_sampler.peak_driver / 1e6,
-            "jvm_peak": big_sampler.peak_jvm / 1e6,
+            "python_driver_peak": full.peak_driver / 1e6,
+            "jvm_peak": full.peak_jvm / 1e6,
         },
-    }
-
-    with Sampler() as full:
-        started = time.perf_counter()
-        result = ingest.ingest_geo(spark, settings, [str(big)])
-        full_seconds = time.perf_counter() - started
-    assert result.values == values and result.samples == SAMPLES
-    results["spark_full_ingest"] = {
-        "seconds": full_seconds,
-        "values_per_s_per_core": values / full_seconds / cores,
-        "values_per_cpu_second": values / full.cpu_seconds,
-        "gene_values": result.gene_values,
-        "non_numeric_values": result.non_numeric_values,
-        "python_driver_peak_mb": full.peak_driver / 1e6,
     }
     spark.stop()
 

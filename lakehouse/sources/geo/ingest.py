@@ -1,36 +1,43 @@
-"""Land GEO files (or accessions) into the silver and gold GEO tables, many files in parallel.
+"""Land GEO files (or accessions) into the silver and gold GEO tables, many files in one landing.
 
-Each input file is read by Spark tasks (`mapInArrow` over a frame of paths, one file per partition, big
-files split by sample table across several tasks) that stream it and yield Arrow batches, so neither the
-driver nor a Python list ever holds a file. Three passes per file: blocks and attributes (small; also where
-ragged table rows and unknown blocks are found), platform annotation tables, and sample values.
+Through the landing engine (`lakehouse.landing`), Spark tasks read their files in one pass each
+(`soft.read_file`; a big file is split by sample table across tasks) and write the Parquet files of
+silver.geo_expression (provenance included) and silver.geo_platform_probes themselves; they send the driver
+only file descriptors and, per file, its blocks' attributes and problems. Neither the values nor the probes
+pass through the driver or the JVM.
 
-Writes: series, platforms, probes, samples and gene values are MERGEd on their keys (unchanged rows are
-left alone); expression rows are owned by their file and replaced per file in one commit; problems go to
-`quality.quarantine` once per (file checksum, line, reason). Re-ingesting the same files adds nothing.
+Then, in this order:
+- expression values are committed replacing the rows of the same files, platform probes replacing the
+  probes of the same platforms (a platform in several files of a run lands from the first by path), each in
+  one Delta transaction with an idempotent transaction id: re-ingesting the same files adds nothing;
+- series, platforms and samples (small) are MERGEd on their keys from the blocks' attributes;
+- problems go to `quality.quarantine` once per (file checksum, line, reason);
+- the gate validates the new expression and probe versions; only then are the gene values derived, by a
+  second engine job over the files just committed (`gene_rows`), and committed replacing the genes of the
+  same samples.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from lakehouse.catalog import ensure_table
 from lakehouse.errors import DataError
-from lakehouse.quality.quarantine import QUARANTINE_TABLE, quarantine
-from lakehouse.quality.validate import gate
+from lakehouse.landing import Provenance, Report, Rows, Target, check_keys, commit, write_pieces
+from lakehouse.quality.quarantine import quarantine_rows
+from lakehouse.quality.validate import gate_versions
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.geo import fetch, soft, transform
-from lakehouse.storage import table_exists
-from lakehouse.tables import replace_sources, upsert
+from lakehouse.tables import upsert
 
 log = logging.getLogger(__name__)
 JOB = "ingest-geo"
@@ -43,20 +50,7 @@ TABLES = {
     "genes": "gold.geo_gene_expression",
 }
 SPLIT_BYTES = 16 << 20  # files bigger than this (on disk) are read by several tasks
-
-ENTITY_DDL = (
-    "source_file string, file_format string, kind string, accession string, line_number bigint, "
-    "attributes array<struct<key:string,value:string>>, columns array<struct<key:string,value:string>>, "
-    "table_rows bigint, file_accession string, table_name string, record string, reason string"
-)
-EXPRESSION_DDL = (
-    "source_file string, gsm_id string, gpl_id string, probe_id string, value double, "
-    "other_values map<string,string>"
-)
-PROBE_DDL = (
-    "source_file string, gpl_id string, probe_id string, gene_symbol string, entrez_id string, "
-    "ensembl_gene_id string, annotation map<string,string>"
-)
+PIECE_DDL = "path string, shard int, shards int"
 
 
 @dataclass
@@ -81,31 +75,115 @@ class GeoIngestResult:
         )
 
 
-# --- Spark tasks: module-level so executors can import them ----------------------------------------------
+# --- in Spark tasks -------------------------------------------------------------------------------------
 
 
-def _entities_task(batches):
-    for batch in batches:
-        for path in batch.column("path").to_pylist():
-            yield from soft.entity_batches(path)
+def piece_rows(piece: tuple, provenance: dict[str, Provenance]):
+    """One (file, shard) → expression rows, platform probe rows (one file group per platform) and a report:
+    values and non-numeric values read, samples with values, and (shard 0) the file's blocks."""
+    path, shard, shards = piece
+    mark = provenance[path]
+    report = {"path": path, "values": 0, "non_numeric": 0, "samples": set(), "entities": None}
+    for kind, batch, *more in soft.read_file(path, shard, shards):
+        if kind == "values":
+            table = pa.Table.from_batches([batch]).drop_columns(["source_file"])
+            gsm = table.column("gsm_id")
+            accession = pc.coalesce(pa.repeat(pa.scalar(more[0], pa.string()), len(gsm)), gsm)
+            table = mark.add_to(table.add_column(0, "source_accession", accession))
+            report["values"] += table.num_rows
+            other = table.column("other_values")
+            if other.null_count < len(other):
+                raw = pc.map_lookup(other, soft.VALUE_COLUMN, "first")
+                report["non_numeric"] += len(raw) - raw.null_count
+            report["samples"].update(pc.unique(gsm).to_pylist())
+            yield Rows(TABLES["expression"], table, path)
+        elif kind == "probes":
+            table = pa.Table.from_batches([batch]).drop_columns(["source_file"])
+            table = table.filter(pc.is_valid(table.column("probe_id")))
+            for gpl in pc.unique(table.column("gpl_id")).to_pylist():
+                rows = table.filter(pc.equal(table.column("gpl_id"), gpl))
+                yield Rows(TABLES["probes"], mark.add_to(rows), path, group=(path, gpl))
+        else:
+            report["entities"] = batch.to_pylist()
+    report["samples"] = sorted(report["samples"])
+    yield Report(report)
 
 
-def _expression_task(batches):
-    for batch in batches:
-        for path, shard, shards in zip(*(batch.column(c).to_pylist() for c in ("path", "shard", "shards"))):
-            yield from soft.expression_batches(path, shard, shards)
+def gene_rows(values: pa.Table, probes: pa.Table) -> pa.Table:
+    """Probe values → one value per (sample, gene): the mean of the non-null values of the probes whose
+    annotation names exactly one gene symbol; the smallest Entrez id, the platform, the number of probes
+    averaged and the (first) source file beside it."""
+    symbol = pc.utf8_trim_whitespace(probes.column("gene_symbol"))
+    single = pc.and_(
+        pc.and_(pc.is_valid(symbol), pc.not_equal(symbol, "")),
+        pc.invert(pc.fill_null(pc.match_substring(symbol, "///"), False)),
+    )
+    entrez = pc.utf8_trim_whitespace(pc.list_element(pc.split_pattern(probes.column("entrez_id"), "///"), 0))
+    annotated = pa.table(
+        {
+            "gpl_id": probes.column("gpl_id"),
+            "probe_id": probes.column("probe_id"),
+            "gene_symbol": symbol,
+            "entrez_id": pc.if_else(pc.equal(entrez, ""), pa.scalar(None, pa.string()), entrez),
+        }
+    ).filter(single)
+    measured = values.filter(pc.is_valid(values.column("value")))
+    joined = measured.join(annotated, keys=["gpl_id", "probe_id"], join_type="inner")
+    genes = joined.group_by(["gsm_id", "gene_symbol"], use_threads=False).aggregate(
+        [
+            ("entrez_id", "min"),
+            ("gpl_id", "min"),
+            ("value", "mean"),
+            ("value", "count"),
+            ("source_file", "min"),
+        ]
+    )
+    return pa.table(
+        {
+            "gsm_id": genes.column("gsm_id"),
+            "gene_symbol": genes.column("gene_symbol"),
+            "entrez_id": genes.column("entrez_id_min"),
+            "gpl_id": genes.column("gpl_id_min"),
+            "value": genes.column("value_mean"),
+            "probe_count": genes.column("value_count").cast(pa.int32()),
+            "source_file": genes.column("source_file_min"),
+        }
+    )
 
 
-def _probe_task(batches):
-    for batch in batches:
-        for path in batch.column("path").to_pylist():
-            yield from soft.probe_batches(path)
+def genes_of_files(piece: tuple, expression: Target, probes: Target, version: int, prefer: dict, marks: dict):
+    """Gene rows of the expression files one task wrote (so no sample is split between tasks), its
+    platforms' probes read from silver.geo_platform_probes at the gated `version`."""
+    import pyarrow.dataset as pads
+
+    fs = expression.storage.filesystem()
+    paths = [f"{expression.storage.root}/{p}" for p in json.loads(piece[0])]
+    columns = ["gsm_id", "gpl_id", "probe_id", "value", "source_file"]
+    values = pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=columns)
+    if prefer:  # a sample with values in several files of the run: genes from the preferred one
+        chosen = pc.index_in(values.column("gsm_id"), pa.array(list(prefer)))
+        preferred = pc.take(pa.array(list(prefer.values())), chosen)
+        keep = pc.or_(pc.is_null(chosen), pc.equal(values.column("source_file"), preferred))
+        values = values.filter(pc.fill_null(keep, True))
+    platforms = pc.unique(values.column("gpl_id").drop_null())
+    stored = probes.storage.delta_table(version).to_pyarrow_dataset()
+    found = stored.to_table(
+        columns=["gpl_id", "probe_id", "gene_symbol", "entrez_id"],
+        filter=pads.field("gpl_id").isin(platforms),
+    )
+    missing = sorted(set(platforms.to_pylist()) - set(pc.unique(found.column("gpl_id")).to_pylist()))
+    genes = gene_rows(values, found)
+    for path, part in _by_source(genes):
+        yield Rows(TABLES["genes"], marks[path].add_to(part.drop_columns(["source_file"])), path)
+    yield Report({"unmapped_platforms": missing})
 
 
-def _tasks(spark, rows: list[tuple]) -> DataFrame:
-    """A frame with one partition per row, so every (file, shard) is its own task."""
-    schema = "path string, shard int, shards int"
-    return spark.createDataFrame(spark.sparkContext.parallelize(rows, max(1, len(rows))), schema)
+def _by_source(table: pa.Table):
+    for path in pc.unique(table.column("source_file")).to_pylist():
+        yield path, table.filter(pc.equal(table.column("source_file"), path))
+
+
+# --- on the driver ---------------------------------------------------------------------------------------
 
 
 def resolve_inputs(targets: list[str], settings: Settings) -> list[Path]:
@@ -122,65 +200,15 @@ def resolve_inputs(targets: list[str], settings: Settings) -> list[Path]:
     return paths
 
 
-def read_entities(spark, paths: list[str]) -> DataFrame:
-    return _tasks(spark, [(p, 0, 1) for p in paths]).mapInArrow(_entities_task, ENTITY_DDL)
-
-
-def read_values(spark, paths: list[str], shards: int | None = None) -> DataFrame:
-    parallelism = spark.sparkContext.defaultParallelism
-    rows = []
+def plan(paths: list[str], parallelism: int, shards: int | None = None) -> tuple[list[tuple], list[int]]:
+    """(file, shard, shards) pieces and the bytes each stands for: a big file is read by several tasks."""
+    pieces, sizes = [], []
     for path in paths:
-        count = shards or (parallelism if Path(path).stat().st_size > SPLIT_BYTES else 1)
-        rows += [(path, shard, count) for shard in range(count)]
-    return _tasks(spark, rows).mapInArrow(_expression_task, EXPRESSION_DDL)
-
-
-def read_probes(spark, paths: list[str]) -> DataFrame:
-    return _tasks(spark, [(p, 0, 1) for p in paths]).mapInArrow(_probe_task, PROBE_DDL)
-
-
-def _provenance(frame: DataFrame, sources: list[InputFile], run: IngestRun) -> DataFrame:
-    checksums = F.create_map(*[F.lit(x) for source in sources for x in (source.path, source.sha256)])
-    return frame.select(
-        "*",
-        F.try_element_at(checksums, F.col("source_file")).alias("source_sha256"),
-        F.lit(None).cast("string").alias("source_release"),
-        F.lit(run.run_id).alias("ingest_run_id"),
-        F.lit(run.started_at).cast("timestamp").alias("ingested_at"),
-    )
-
-
-def _new_problems(spark, problems: DataFrame, sources: list[InputFile], run: IngestRun) -> DataFrame:
-    """Problems not already quarantined for the same file content, line and reason (re-ingest adds none)."""
-    checksums = F.create_map(*[F.lit(x) for source in sources for x in (source.path, source.sha256)])
-    rows = problems.select("*", F.try_element_at(checksums, F.col("source_file")).alias("source_sha256"))
-    key = ["table_name", "source_sha256", "line_number", "reason"]
-    ensure_table(spark, declaration(QUARANTINE_TABLE, run.settings.schemas_dir))
-    known = spark.table(QUARANTINE_TABLE).select(*key).distinct()
-    return rows.join(known, on=key, how="left_anti")
-
-
-def land_values(
-    spark, names: list[str], sources: list[InputFile], run: IngestRun, entities, settings, shards=None
-):
-    """Parse every sample table of the files and replace their rows of silver.geo_expression in one commit.
-
-    Returns (values landed, non-numeric values)."""
-    decl = declaration(TABLES["expression"], settings.schemas_dir)
-    values = transform.expression_rows(read_values(spark, names, shards), transform.file_accessions(entities))
-    # Parsed twice (key check, write) rather than cached: caching 5.5M rows cost more than a second parse.
-    version = replace_sources(spark, _provenance(values, sources, run), decl, run, sources)
-    counts = (
-        spark.read.option("versionAsOf", version)
-        .table(decl.name)
-        .filter((F.col("ingest_run_id") == run.run_id) & F.col("source_file").isin(list(names)))
-        .agg(
-            F.count(F.lit(1)).alias("values"),
-            F.count(F.try_element_at("other_values", F.lit(soft.VALUE_COLUMN))).alias("non_numeric"),
-        )
-        .first()
-    )
-    return counts["values"], counts["non_numeric"]
+        size = Path(path).stat().st_size
+        count = shards or (parallelism if size > SPLIT_BYTES else 1)
+        pieces += [(path, shard, count) for shard in range(count)]
+        sizes += [max(1, size // count)] * count
+    return pieces, sizes
 
 
 def ingest_geo(
@@ -195,74 +223,169 @@ def ingest_geo(
     (the expectation suites of every table written), for callers that validate separately."""
     paths = resolve_inputs(list(targets), settings)
     sources = [InputFile.of(path) for path in paths]
-    names = [source.path for source in sources]
-    decls = {key: declaration(name, settings.schemas_dir) for key, name in TABLES.items()}
+    by_path = {source.path: source for source in sources}
+    dirs = settings.schemas_dir
     clock = _Clock()
     with IngestRun(spark, settings, job=job, inputs=sources, validate=validate) as run:
         result = GeoIngestResult(run.run_id, len(sources))
-        entities = read_entities(spark, names).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            counts = {
-                row["kind"]: row
-                for row in entities.groupBy("kind")
-                .agg(
-                    F.count_distinct("accession").alias("entities"),
-                    F.count(F.lit(1)).alias("rows"),
-                    F.sum("table_rows").alias("table_rows"),
-                )
-                .collect()
-            }
-            kinds = {"series": ("SERIES", "DATASET"), "platforms": ("PLATFORM",), "samples": ("SAMPLE",)}
-            for key, names_of_kind in kinds.items():
-                setattr(result, key, sum(counts[k]["entities"] for k in names_of_kind if k in counts))
-            clock.tick("blocks")
+        expression = Target.of(spark, declaration(TABLES["expression"], dirs), dirs)
+        probes = Target.of(spark, declaration(TABLES["probes"], dirs), dirs)
+        marks = {source.path: Provenance.of(source, run) for source in sources}
+        clock.tick("tables")
 
-            if "PLATFORM" in counts:
-                probes = _provenance(transform.probe_rows(read_probes(spark, names)), sources, run)
-                written = run.rows_written
-                upsert(spark, probes, decls["probes"], run)
-                result.probes = run.rows_written - written
-                clock.tick("probes")
-            for key, rows in (
-                ("platforms", transform.platform_rows(entities)),
-                ("series", transform.series_rows(entities).drop("file_format")),
-                ("samples", transform.sample_rows(entities)),
-            ):
-                if getattr(result, key):
-                    upsert(spark, _provenance(rows, sources, run), decls[key], run)
-                    clock.tick(key)
+        pieces, sizes = plan(list(by_path), spark.sparkContext.defaultParallelism, shards)
+        written = write_pieces(
+            spark, pieces, PIECE_DDL, sizes, lambda piece: piece_rows(piece, marks), [expression, probes]
+        )
+        written.files[probes.name] = _first_platforms(written.files.get(probes.name, []))
+        check_keys([expression, probes], written)
+        clock.tick("read and write")
 
-            result.values, result.non_numeric_values = land_values(
-                spark, names, sources, run, entities, settings, shards
-            )
-            clock.tick("values")
+        reports = written.reports
+        result.values = sum(r["values"] for r in reports)
+        result.non_numeric_values = sum(r["non_numeric"] for r in reports)
+        entities = pa.Table.from_pylist(
+            [row for r in reports for row in r["entities"] or []], schema=soft.ENTITY_SCHEMA
+        )
+        with_values = [by_path[r["path"]] for r in reports if r["values"]]
+        written_before = run.rows_written
+        commit(expression, written.files.get(expression.name, []), run, replace=list(by_path),
+               app_id=_app_id(expression, sources), source=_unique(with_values))  # fmt: skip
+        platform_files = written.files.get(probes.name, [])
+        gpls = sorted({f.group[1] for f in platform_files})
+        with_platforms = _unique(by_path[f.group[0]] for f in platform_files)
+        commit(probes, platform_files, run, replace={"gpl_id": gpls},
+               app_id=_app_id(probes, sources), source=with_platforms)  # fmt: skip
+        result.probes = sum(f.rows for f in platform_files) if run.rows_written > written_before else 0
+        clock.tick("commit")
 
-            expression, probes = decls["expression"].name, decls["probes"].name
-            if result.values and not table_exists(spark, probes):
-                # A GDS or a series matrix landed before any platform file: nothing to map probes with.
-                log.warning(
-                    "%s not derived: %s does not exist yet; land the platform's SOFT file (GPL…), then "
-                    "this file again", decls["genes"].name, probes,
-                )  # fmt: skip
-            elif result.values:
-                inputs = gate(spark, settings, run, [expression, probes])
-                landed = inputs[expression].filter(F.col("ingest_run_id") == run.run_id)
-                genes = transform.gene_rows(landed, inputs[probes])
-                written = run.rows_written
-                upsert(spark, _provenance(genes, sources, run), decls["genes"], run)
-                result.gene_values = run.rows_written - written
-                clock.tick("genes")
+        _land_entities(spark, entities, sources, run, result)
+        clock.tick("series, platforms, samples")
+        problems = entities.filter(pc.equal(entities.column("kind"), "problem"))
+        result.quarantined = _quarantine(spark, problems, by_path, run)
+        clock.tick("quarantine")
 
-            problems = _new_problems(spark, transform.problem_rows(entities), sources, run)
-            result.quarantined = quarantine(spark, problems, run)
-            clock.tick("quarantine")
-            blocks = sum(row["rows"] for kind, row in counts.items() if kind != "problem")
-            run.rows_read = blocks + result.values + result.quarantined
-        finally:
-            entities.unpersist()
+        if result.values:  # gold only from validated silver versions
+            versions = gate_versions(spark, settings, run, [expression.name, probes.name])
+            clock.tick("gate")
+            result.gene_values = _land_genes(
+                spark, run, settings, written, expression, probes, versions[probes.name], reports, marks,
+                sources,
+            )  # fmt: skip
+            clock.tick("genes")
+        blocks = entities.num_rows - problems.num_rows
+        run.rows_read = blocks + result.values + result.quarantined
     clock.tick("validation")
     log.info("ingest geo %s: %s", run.run_id, clock)
     return result
+
+
+def _land_genes(spark, run, settings, written, expression, probes, version, reports, marks, sources) -> int:
+    """Derive gold.geo_gene_expression from the expression files this run wrote, and commit it replacing
+    the genes of the same samples. Returns the gene values committed."""
+    dirs = settings.schemas_dir
+    genes = Target.of(spark, declaration(TABLES["genes"], dirs), dirs)
+    files = written.files.get(expression.name, [])
+    by_task: dict[str, list] = {}
+    for data_file in files:  # part-<task>-<n>: one task's files hold whole samples
+        by_task.setdefault(Path(data_file.path).name.split("-")[1], []).append(data_file)
+    pieces = [(json.dumps([f.path for f in group]),) for group in by_task.values()]
+    sizes = [sum(f.size for f in group) for group in by_task.values()]
+    prefer = _preferred_files(reports)
+    derived = write_pieces(
+        spark, pieces, "paths string", sizes,
+        lambda piece: genes_of_files(piece, expression, probes, version, prefer, marks), [genes],
+    )  # fmt: skip
+    check_keys([genes], derived)
+    unmapped = sorted({p for r in derived.reports for p in r["unmapped_platforms"]})
+    if unmapped:
+        log.warning(
+            "%s: no genes for the samples of %s: %s holds no probes for them; land the platform's SOFT "
+            "file (GPL…), then this file again", genes.name, ", ".join(unmapped), probes.name,
+        )  # fmt: skip
+    samples = sorted({s for r in reports for s in r["samples"]})
+    before = run.rows_written
+    commit(genes, derived.files.get(genes.name, []), run, replace={"source_file": [s.path for s in sources],
+           "gsm_id": samples}, app_id=_app_id(genes, sources))  # fmt: skip
+    return run.rows_written - before
+
+
+def _preferred_files(reports: list[dict]) -> dict[str, str]:
+    """Sample → the file its genes come from, for samples with values in several files of the run: a SOFT
+    file over a series matrix, then the first by path."""
+    files: dict[str, set] = {}
+    for report in reports:
+        for sample in report["samples"]:
+            files.setdefault(sample, set()).add(report["path"])
+    formats = {r["path"]: (r["entities"] or [{}])[0].get("file_format") for r in reports if r["entities"]}
+    return {
+        sample: min(paths, key=lambda p: (formats.get(p) != "soft", p))
+        for sample, paths in files.items()
+        if len(paths) > 1
+    }
+
+
+def _first_platforms(files: list) -> list:
+    """The probe files of each platform from one file of the run only (groups are (file, platform)): the
+    first file by path."""
+    chosen: dict[str, str] = {}
+    for data_file in files:
+        path, gpl = data_file.group
+        chosen[gpl] = min(chosen.get(gpl, path), path)
+    return [f for f in files if chosen[f.group[1]] == f.group[0]]
+
+
+def _unique(sources) -> list[InputFile]:
+    return sorted({s.path: s for s in sources}.values(), key=lambda s: s.path)
+
+
+def _app_id(target: Target, sources: list[InputFile]) -> str:
+    """One transaction id per table and set of input files (same files, same id)."""
+    digest = hashlib.sha256("\n".join(sorted(s.sha256 for s in sources)).encode()).hexdigest()
+    return f"{target.name}:{digest}"
+
+
+def _land_entities(spark, entities: pa.Table, sources, run, result) -> None:
+    """Series, platforms and samples from the files' blocks, MERGEd on their keys (small tables)."""
+    kinds = {"series": ("SERIES", "DATASET"), "platforms": ("PLATFORM",), "samples": ("SAMPLE",)}
+    for key, names in kinds.items():
+        mine = entities.filter(pc.is_in(entities.column("kind"), pa.array(names)))
+        setattr(result, key, len(set(mine.column("accession").to_pylist())))
+    if not any(getattr(result, key) for key in kinds):
+        return
+    frame = spark.createDataFrame(entities.filter(pc.not_equal(entities.column("kind"), "problem")))
+    decls = {key: declaration(TABLES[key], run.settings.schemas_dir) for key in kinds}
+    for key, rows in (
+        ("platforms", transform.platform_rows(frame)),
+        ("series", transform.series_rows(frame).drop("file_format")),
+        ("samples", transform.sample_rows(frame)),
+    ):
+        if getattr(result, key):
+            upsert(spark, _provenance(rows, sources, run), decls[key], run)
+
+
+def _provenance(frame, sources: list[InputFile], run: IngestRun):
+    from pyspark.sql import functions as F
+
+    checksums = F.create_map(*[F.lit(x) for source in sources for x in (source.path, source.sha256)])
+    return frame.select(
+        "*",
+        F.try_element_at(checksums, F.col("source_file")).alias("source_sha256"),
+        F.lit(None).cast("string").alias("source_release"),
+        F.lit(run.run_id).alias("ingest_run_id"),
+        F.lit(run.started_at).cast("timestamp").alias("ingested_at"),
+    )
+
+
+def _quarantine(spark, problems: pa.Table, by_path: dict[str, InputFile], run: IngestRun) -> int:
+    if problems.num_rows == 0:
+        return 0
+    paths = problems.column("source_file")
+    checksums = pc.take(
+        pa.array([s.sha256 for s in by_path.values()]), pc.index_in(paths, pa.array(list(by_path)))
+    )
+    bad = problems.select(["table_name", "source_file", "line_number", "record", "reason"])
+    return quarantine_rows(spark, run, bad.append_column("source_sha256", checksums))
 
 
 class _Clock:

@@ -543,46 +543,106 @@ def file_format(path: str | Path) -> str:
     return "matrix" if first.startswith("!") and "\t" in first and "=" not in first.split("\t")[0] else "soft"
 
 
-def entity_batches(source_file: str) -> Iterator[pa.RecordBatch]:
-    """Every block of the file with its attributes, plus one row per problem (kind `problem`).
+def read_file(
+    source_file: str, shard: int = 0, shards: int = 1, values: bool = True, describe: bool | None = None
+) -> Iterator[tuple]:
+    """One pass over a file, yielding what a landing needs of it:
 
-    Tables are not parsed here, only checked for ragged rows and counted.
+    - `("values", batch, accession)`: the values of every sample table (or matrix) whose position modulo
+      `shards` is `shard` (`EXPRESSION_SCHEMA`), with the GSE/GDS the file describes (None: a lone GSM);
+    - when `describe` (default: on shard 0), `("probes", batch)` for every platform table (`PROBE_SCHEMA`)
+      and, last, `("entities", batch)`: every block with its attributes, plus one row per problem (kind
+      `problem`: ragged table rows, unknown blocks) (`ENTITY_SCHEMA`).
     """
+    describe = shard == 0 if describe is None else describe
     problems: list[Problem] = []
-    rows = []
-    fmt = file_format(source_file)
+    rows: list[dict] = []
     subsets: list[Block] = []
+    fmt = file_format(source_file) if describe else None
+    gpl_of: dict[str, str | None] = {}
+    dataset_platform: str | None = None
+    accession: str | None = None
+    position = -1
     for event in read_events(source_file, problems):
-        if isinstance(event, Table):
-            count = 0
-            for first, chunk in event.chunks:
+        block = event if isinstance(event, Block) else event.block
+        if accession is None and block.kind in ("SERIES", "DATASET") and block.accession:
+            accession = block.accession
+        if isinstance(event, Block):
+            if event.kind == "SAMPLE":
+                gpl_of[event.accession] = event.first("platform_id")
+            elif event.kind == "DATASET":
+                dataset_platform = dataset_platform or event.first("platform")
+            if describe:
+                _describe(rows, subsets, event, source_file, fmt)
+            continue
+        kind = block.kind
+        if kind == "DATASET":  # GDS files repeat ^DATASET before the table, without its attributes
+            dataset_platform = block.first("platform") or dataset_platform
+        mine = False
+        if kind in ("SAMPLE", "SERIES", "DATASET") and len(event.header) >= 2:
+            position += 1
+            mine = values and position % shards == shard
+        platform = describe and kind == "PLATFORM" and bool(event.header)
+        if not (describe or mine):
+            continue  # its lines are skipped unread (`_table`)
+        count = 0
+        for first, chunk in event.chunks:
+            if describe:
                 problems.extend(_ragged_lines(event, first, chunk))
                 count += chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-            event.block.table_rows = (event.block.table_rows or 0) + count
-            continue
-        if event.kind == "DATABASE":
-            continue
-        if event.kind == "SUBSET":
-            subsets.append(event)
-        seen = next((r for r in rows if (r["kind"], r["accession"]) == (event.kind, event.accession)), None)
-        if seen is not None and event.kind == "DATASET":  # a GDS repeats ^DATASET before its table
-            seen["attributes"] += [{"key": k, "value": v} for k, v in event.attributes]
-            seen["columns"] += [{"key": k, "value": v} for k, v in event.columns]
-            seen["table_rows"] = event.table_rows if seen["table_rows"] is None else seen["table_rows"]
-            continue
-        rows.append(
-            _entity(
-                source_file,
-                fmt,
-                event.kind,
-                event.accession,
-                event.line_number,
-                event.attributes,
-                event.columns,
-                event.table_rows,
-            )
+            if not (mine or platform):
+                continue
+            parsed = _parse_chunk(event, chunk)
+            if parsed.num_rows == 0:
+                continue
+            if platform:
+                yield "probes", platform_probes(event, parsed, source_file)
+            elif kind == "SAMPLE":
+                yield (
+                    "values",
+                    sample_values(event, parsed, source_file, block.first("platform_id")),
+                    accession,
+                )
+            else:
+                known = gpl_of if kind == "SERIES" else {g: dataset_platform for g in event.header}
+                for batch in matrix_values(event, parsed, source_file, known):
+                    yield "values", batch, accession
+        if describe:
+            block.table_rows = (block.table_rows or 0) + count
+    if describe:
+        entities = _entities(rows, subsets, problems, source_file, fmt)
+        if entities is not None:
+            yield "entities", entities
+
+
+def _describe(rows: list[dict], subsets: list[Block], event: Block, source_file: str, fmt: str) -> None:
+    """Add a complete block to the file's entity rows."""
+    if event.kind == "DATABASE":
+        return
+    if event.kind == "SUBSET":
+        subsets.append(event)
+    seen = next((r for r in rows if (r["kind"], r["accession"]) == (event.kind, event.accession)), None)
+    if seen is not None and event.kind == "DATASET":  # a GDS repeats ^DATASET before its table
+        seen["attributes"] += [{"key": k, "value": v} for k, v in event.attributes]
+        seen["columns"] += [{"key": k, "value": v} for k, v in event.columns]
+        seen["table_rows"] = event.table_rows if seen["table_rows"] is None else seen["table_rows"]
+        return
+    rows.append(
+        _entity(
+            source_file,
+            fmt,
+            event.kind,
+            event.accession,
+            event.line_number,
+            event.attributes,
+            event.columns,
+            event.table_rows,
         )
-    rows.extend(_gds_samples(source_file, fmt, rows, subsets))
+    )
+
+
+def _entities(rows, subsets, problems, source_file, fmt) -> pa.RecordBatch | None:
+    rows = rows + _gds_samples(source_file, fmt, rows, subsets)
     file_accession = next(
         (r["accession"] for r in rows if r["kind"] in ("SERIES", "DATASET") and r["accession"]), None
     )
@@ -601,8 +661,15 @@ def entity_batches(source_file: str) -> Iterator[pa.RecordBatch]:
         )
     for row in rows:
         row["file_accession"] = file_accession
-    if rows:
-        yield pa.RecordBatch.from_pylist(rows, schema=ENTITY_SCHEMA)
+    return pa.RecordBatch.from_pylist(rows, schema=ENTITY_SCHEMA) if rows else None
+
+
+def entity_batches(source_file: str) -> Iterator[pa.RecordBatch]:
+    """Every block of the file with its attributes, plus one row per problem (kind `problem`); tables are
+    only checked for ragged rows and counted."""
+    for kind, batch, *_ in read_file(source_file, values=False, describe=True):
+        if kind == "entities":
+            yield batch
 
 
 def _gds_samples(source_file, fmt, rows, subsets: list[Block]) -> list[dict]:
@@ -636,41 +703,11 @@ def _gds_samples(source_file, fmt, rows, subsets: list[Block]) -> list[dict]:
 def expression_batches(source_file: str, shard: int = 0, shards: int = 1) -> Iterator[pa.RecordBatch]:
     """Values of every sample table (or matrix) of the file; with `shards` > 1 only the tables whose
     position modulo `shards` is `shard` (so one big file spreads over several tasks)."""
-    problems: list[Problem] = []
-    gpl_of: dict[str, str | None] = {}
-    position = -1
-    dataset_platform: str | None = None
-    for event in read_events(source_file, problems):
-        if isinstance(event, Block):
-            if event.kind == "SAMPLE":
-                gpl_of[event.accession] = event.first("platform_id")
-            elif event.kind == "DATASET":
-                dataset_platform = dataset_platform or event.first("platform")
-            continue
-        kind = event.block.kind
-        if kind == "DATASET":  # GDS files repeat ^DATASET before the table, without its attributes
-            dataset_platform = event.block.first("platform") or dataset_platform
-        if kind not in ("SAMPLE", "SERIES", "DATASET") or len(event.header) < 2:
-            continue
-        position += 1
-        if position % shards != shard:
-            continue
-        for _, chunk in event.chunks:
-            parsed = _parse_chunk(event, chunk)
-            if parsed.num_rows == 0:
-                continue
-            if kind == "SAMPLE":
-                yield sample_values(event, parsed, source_file, event.block.first("platform_id"))
-            else:
-                known = gpl_of if kind == "SERIES" else {g: dataset_platform for g in event.header}
-                yield from matrix_values(event, parsed, source_file, known)
+    for _, batch, _ in read_file(source_file, shard, shards, describe=False):
+        yield batch
 
 
 def probe_batches(source_file: str) -> Iterator[pa.RecordBatch]:
-    problems: list[Problem] = []
-    for event in read_events(source_file, problems):
-        if isinstance(event, Table) and event.block.kind == "PLATFORM" and event.header:
-            for _, chunk in event.chunks:
-                parsed = _parse_chunk(event, chunk)
-                if parsed.num_rows:
-                    yield platform_probes(event, parsed, source_file)
+    for kind, batch, *_ in read_file(source_file, values=False, describe=True):
+        if kind == "probes":
+            yield batch

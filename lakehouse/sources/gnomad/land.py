@@ -32,7 +32,7 @@ from lakehouse.landing import (
     land_rows,
     write_pieces,
 )
-from lakehouse.quality.quarantine import quarantine
+from lakehouse.quality.quarantine import quarantine_rows
 from lakehouse.quality.validate import gate_versions
 from lakehouse.runs import IngestRun, InputFile, utcnow
 from lakehouse.schemas import ColumnDecl, TableDecl, declaration
@@ -352,7 +352,6 @@ def land_file(
                 variants,
                 written.files.get(VARIANTS, []),
                 run,
-                hashes=written.hashes.get(VARIANTS),
                 app_id=f"{VARIANTS}:{source.sha256}",
                 **idempotent,
             )
@@ -363,7 +362,6 @@ def land_file(
             frequencies,
             written.files.get(FREQUENCIES, []),
             run,
-            hashes=written.hashes.get(FREQUENCIES),
             app_id=f"{FREQUENCIES}:{source.sha256}",
             **idempotent,
         )
@@ -430,17 +428,13 @@ def _quarantine(spark, run: IngestRun, source: InputFile, reported: dict) -> Non
         offsets[index] = total
         total += reported[index][0]
     bad = [
-        (VARIANTS, source.path, source.sha256, offsets[index] + local, record, reason)
+        {"table_name": VARIANTS, "source_file": source.path, "source_sha256": source.sha256,
+         "line_number": offsets[index] + local, "record": record, "reason": reason}
         for index, (_, _, records) in reported.items()
         for local, record, reason in records
-    ]
+    ]  # fmt: skip
     if bad:
-        frame = spark.createDataFrame(
-            bad,
-            "table_name string, source_file string, source_sha256 string, line_number bigint, record string, "
-            "reason string",
-        )
-        quarantine(spark, frame, run)
+        quarantine_rows(spark, run, pa.Table.from_pylist(bad))
 
 
 def _field_rows(fields: Target, header: VcfHeader, source: InputFile, release, dataset, build) -> pa.Table:
