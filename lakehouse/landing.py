@@ -54,6 +54,8 @@ STRING_PREFIX = 256
 ROWS_PER_ROW_GROUP = 128 * 1024
 ROWS_PER_FILE = 4 * 1024 * 1024
 COMMIT_RETRIES = 10
+# Inputs this small are read and written in the driver (`write_pieces`); 0 sends everything to Spark tasks.
+IN_DRIVER_BYTES = int(os.environ.get("LAKEHOUSE_IN_DRIVER_BYTES", str(1 << 20)))
 _SAFE_DIRECTORY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -444,39 +446,44 @@ def write_pieces(
     targets: Iterable[Target],
 ) -> Written:
     """Run `work` over `pieces` in one Spark job (one task per core, pieces dealt by size) and write what
-    it yields into each target's storage. Nothing is committed."""
-    from lakehouse.tasks import spread
+    it yields into each target's storage. Nothing is committed.
+
+    Pieces of at most IN_DRIVER_BYTES in all run in the driver instead, share by share as the tasks would
+    have (the same files come out): a Spark job's fixed cost (seconds, a Python worker per task) is most
+    of a small landing."""
+    from lakehouse.tasks import deal, spread
 
     by_name = {t.name: t for t in targets}
 
-    def task(batches):
+    def share(items: Iterable[tuple]) -> list[dict]:
         files = TaskFiles(by_name)
         reports = []
-        for batch in batches:
-            for row in batch.to_pylist():
-                if all(v is None for v in row.values()):  # the padding of a share (`tasks.spread`)
-                    continue
-                for item in work(tuple(row.values())):
-                    if isinstance(item, Report):
-                        reports.append(
-                            {"kind": "report", "table": None, "path": None, "size": None, "rows": None,
-                             "partition": None, "stats": None, "hashes": None,
-                             "report": json.dumps(item.payload), "checks": None}
-                        )  # fmt: skip
-                    else:
-                        files.write(item)
-        out = files.close() + reports
+        for piece in items:
+            for item in work(piece):
+                if isinstance(item, Report):
+                    reports.append({"kind": "report", "report": json.dumps(item.payload)})
+                else:
+                    files.write(item)
+        return files.close() + reports
+
+    def task(batches):
+        rows = (tuple(row.values()) for batch in batches for row in batch.to_pylist())
+        out = share(row for row in rows if any(v is not None for v in row))  # skip a share's padding
         if out:
             yield _output(out)
 
-    plan = spread(spark, pieces, ddl, sizes)
-    collected = plan.mapInArrow(task, OUTPUT_DDL).collect()
+    if sum(sizes) <= IN_DRIVER_BYTES:
+        parallelism = spark.sparkContext.defaultParallelism
+        described = [d for indexes in deal(sizes, parallelism) for d in share(pieces[i] for i in indexes)]
+    else:
+        plan = spread(spark, pieces, ddl, sizes)
+        described = [row.asDict() for row in plan.mapInArrow(task, OUTPUT_DDL).collect()]
     written = Written({}, [])
-    for row in collected:
-        if row.kind == "file":
-            written.files.setdefault(row.table, []).append(DataFile.of(row.asDict()))
+    for d in described:
+        if d["kind"] == "file":
+            written.files.setdefault(d["table"], []).append(DataFile.of(d))
         else:
-            written.reports.append(json.loads(row.report))
+            written.reports.append(json.loads(d["report"]))
     return written
 
 

@@ -19,6 +19,7 @@ Then, in this order:
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -30,14 +31,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.errors import DataError
-from lakehouse.landing import Provenance, Report, Rows, Target, check_keys, commit, write_pieces
+from lakehouse.landing import (
+    Provenance,
+    Report,
+    Rows,
+    Target,
+    check_keys,
+    commit,
+    driver_files,
+    write_pieces,
+)
 from lakehouse.quality.quarantine import quarantine_rows
 from lakehouse.quality.validate import gate_versions
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.geo import fetch, soft, transform
-from lakehouse.tables import upsert
 
 log = logging.getLogger(__name__)
 JOB = "ingest-geo"
@@ -259,7 +268,7 @@ def ingest_geo(
         result.probes = sum(f.rows for f in platform_files) if run.rows_written > written_before else 0
         clock.tick("commit")
 
-        _land_entities(spark, entities, sources, run, result)
+        _land_entities(spark, entities, by_path, run, result)
         clock.tick("series, platforms, samples")
         problems = entities.filter(pc.equal(entities.column("kind"), "problem"))
         result.quarantined = _quarantine(spark, problems, by_path, run)
@@ -345,36 +354,40 @@ def _app_id(target: Target, sources: list[InputFile]) -> str:
     return f"{target.name}:{digest}"
 
 
-def _land_entities(spark, entities: pa.Table, sources, run, result) -> None:
-    """Series, platforms and samples from the files' blocks, MERGEd on their keys (small tables)."""
-    kinds = {"series": ("SERIES", "DATASET"), "platforms": ("PLATFORM",), "samples": ("SAMPLE",)}
-    for key, names in kinds.items():
-        mine = entities.filter(pc.is_in(entities.column("kind"), pa.array(names)))
-        setattr(result, key, len(set(mine.column("accession").to_pylist())))
-    if not any(getattr(result, key) for key in kinds):
-        return
-    frame = spark.createDataFrame(entities.filter(pc.not_equal(entities.column("kind"), "problem")))
-    decls = {key: declaration(TABLES[key], run.settings.schemas_dir) for key in kinds}
-    for key, rows in (
-        ("platforms", transform.platform_rows(frame)),
-        ("series", transform.series_rows(frame).drop("file_format")),
-        ("samples", transform.sample_rows(frame)),
+def _land_entities(spark, entities: pa.Table, by_path: dict[str, InputFile], run, result) -> None:
+    """Series, platforms and samples from the files' blocks, each committed replacing the rows of the same
+    accessions (the latest landing describes an entity; within one run, `transform.prefer_one`)."""
+    blocks = entities.filter(pc.not_equal(entities.column("kind"), "problem")).to_pylist()
+    dirs = run.settings.schemas_dir
+    sources = list(by_path.values())
+    for key, rows_of, accession in (
+        ("platforms", transform.platform_rows, "gpl_id"),
+        ("series", transform.series_rows, "gse_id"),
+        ("samples", transform.sample_rows, "gsm_id"),
     ):
-        if getattr(result, key):
-            upsert(spark, _provenance(rows, sources, run), decls[key], run)
+        rows = rows_of(blocks)
+        setattr(result, key, len(rows))
+        if not rows:
+            continue
+        target = Target.of(spark, declaration(TABLES[key], dirs), dirs)
+        for row in rows:
+            source = by_path[row["source_file"]]
+            row.update(source_sha256=source.sha256, source_release=None, ingest_run_id=run.run_id,
+                       ingested_at=run.started_at.replace(tzinfo=dt.UTC))  # fmt: skip
+        table = pa.Table.from_pylist([_as_arrow(row, target.schema) for row in rows], target.schema)
+        files = driver_files(target, table, f"rows for {target.name}")
+        commit(target, files, run, replace={accession: [r[accession] for r in rows]},
+               app_id=_app_id(target, sources), source=_unique(by_path[r["source_file"]] for r in rows))  # fmt: skip
 
 
-def _provenance(frame, sources: list[InputFile], run: IngestRun):
-    from pyspark.sql import functions as F
-
-    checksums = F.create_map(*[F.lit(x) for source in sources for x in (source.path, source.sha256)])
-    return frame.select(
-        "*",
-        F.try_element_at(checksums, F.col("source_file")).alias("source_sha256"),
-        F.lit(None).cast("string").alias("source_release"),
-        F.lit(run.run_id).alias("ingest_run_id"),
-        F.lit(run.started_at).cast("timestamp").alias("ingested_at"),
-    )
+def _as_arrow(row: dict, schema: pa.Schema) -> dict:
+    """Maps as lists of pairs, as Arrow takes them."""
+    return {
+        name: list(value.items())
+        if isinstance(value, dict) and pa.types.is_map(schema.field(name).type)
+        else value
+        for name, value in row.items()
+    }
 
 
 def _quarantine(spark, problems: pa.Table, by_path: dict[str, InputFile], run: IngestRun) -> int:

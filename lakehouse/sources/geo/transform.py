@@ -1,14 +1,16 @@
-"""Pure transforms from parsed GEO blocks (one row per block, attributes as a list) to the silver and gold rows.
+"""Pure transforms from parsed GEO blocks (`soft.ENTITY_SCHEMA` rows: one per block, attributes as a list
+of key/value pairs) to the rows of silver.geo_series, silver.geo_platforms and silver.geo_samples.
 
-Input frames have the columns of `soft.ENTITY_SCHEMA`, `soft.EXPRESSION_SCHEMA` and `soft.PROBE_SCHEMA`.
-Everything here is native Spark (higher-order functions on the attribute lists), so it runs on the
-executors and is tested on tiny frames.
+These tables hold one row per series, platform or sample: a few thousand at most per landing, so the
+transforms are plain Python over the blocks' dicts, tested on tiny inputs. Values and probes, the big
+tables, are Arrow throughout (`soft`, `ingest`).
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
-from pyspark.sql import functions as F
+import datetime as dt
+import re
+from collections.abc import Iterable
 
 # Spellings of the same characteristic seen across GEO submissions → one key. Only spellings of one
 # concept, never a guess that two concepts are the same.
@@ -91,239 +93,210 @@ PLATFORM_TYPED = (
 )
 
 
-def values_of(key: str, attributes: str = "attributes") -> Column:
+def values_of(attributes: list[dict], key: str) -> list[str]:
     """Non-null values of every attribute named `key`, in file order."""
-    matching = F.filter(F.col(attributes), lambda a: (a["key"] == key) & a["value"].isNotNull())
-    return F.transform(matching, lambda a: a["value"])
+    return [a["value"] for a in attributes if a["key"] == key and a["value"] is not None]
 
 
-def first_of(key: str) -> Column:
-    return F.get(values_of(key), 0)
+def first_of(attributes: list[dict], key: str) -> str | None:
+    return next(iter(values_of(attributes, key)), None)
 
 
-def joined(key: str, separator: str = "\n") -> Column:
-    values = values_of(key)
-    return F.when(F.size(values) > 0, F.array_join(values, separator))
+def joined(attributes: list[dict], key: str, separator: str = "\n") -> str | None:
+    return separator.join(values_of(attributes, key)) or None
 
 
-def other_attributes(typed: tuple[str, ...]) -> Column:
-    """`map<string,array<string>>` of every attribute not given its own column (empty values left out)."""
-    rest = F.filter(
-        "attributes", lambda a: ~a["key"].isin(*typed) & a["value"].isNotNull() & (F.trim(a["value"]) != "")
-    )
-    keys = F.array_distinct(F.transform(rest, lambda a: a["key"]))
-    values = F.transform(
-        keys, lambda k: F.transform(F.filter(rest, lambda a: a["key"] == k), lambda a: a["value"])
-    )
-    return F.map_from_arrays(keys, values)
+def _trim(text: str) -> str:
+    return text.strip(" ")
 
 
-def columns_map() -> Column:
-    """#COL descriptions → map; a column described twice keeps its first non-empty description."""
-    keys = F.array_distinct(F.transform("columns", lambda c: c["key"]))
-    values = F.transform(
-        keys,
-        lambda k: F.get(
-            F.transform(
-                F.filter("columns", lambda c: (c["key"] == k) & c["value"].isNotNull()), lambda c: c["value"]
-            ),
-            0,
-        ),
-    )
-    return F.when(F.size("columns") > 0, F.map_from_arrays(keys, values))
+def other_attributes(attributes: list[dict], typed: Iterable[str]) -> dict[str, list[str]]:
+    """Every attribute not given its own column, as key -> values (empty values left out)."""
+    typed = set(typed)
+    found: dict[str, list[str]] = {}
+    for a in attributes:
+        if a["key"] not in typed and a["value"] is not None and _trim(a["value"]) != "":
+            found.setdefault(a["key"], []).append(a["value"])
+    return found
 
 
-def geo_date(column: Column) -> Column:
-    return F.to_date(F.try_to_timestamp(F.regexp_replace(column, r"\s+", " "), F.lit(DATE_FORMAT)))
+def columns_map(columns: list[dict]) -> dict[str, str | None] | None:
+    """#COL descriptions -> map; a column described twice keeps its first non-empty description."""
+    if not columns:
+        return None
+    found: dict[str, str | None] = {}
+    for c in columns:
+        if found.get(c["key"]) is None:
+            found[c["key"]] = c["value"]
+    return found
 
 
-def normalise_key(key: Column) -> Column:
+def geo_date(text: str | None) -> dt.date | None:
+    """`Oct 23 2017` -> a date (None when it is not one)."""
+    if text is None:
+        return None
+    try:
+        return dt.datetime.strptime(re.sub(r"\s+", " ", text).strip(), "%b %d %Y").date()
+    except ValueError:
+        return None
+
+
+def normalise_key(key: str) -> str:
     """Lower case, trimmed, runs of blanks and underscores as one space, then one spelling per concept."""
-    cleaned = F.regexp_replace(F.lower(F.trim(key)), r"[\s_]+", " ")
-    spellings = F.create_map(*[F.lit(x) for pair in KEY_SPELLINGS.items() for x in pair])
-    cleaned = F.when(cleaned == "", F.lit(NO_KEY)).otherwise(cleaned)
-    return F.coalesce(F.try_element_at(spellings, cleaned), cleaned)
+    cleaned = re.sub(r"[\s_]+", " ", _trim(key).lower())
+    cleaned = cleaned or NO_KEY
+    return KEY_SPELLINGS.get(cleaned, cleaned)
 
 
-def characteristics(raw: Column) -> Column:
-    """`["Age: 70", "tissue: kidney", "tissue: cortex"]` → `{age: 70, tissue: kidney; cortex}`."""
-
-    def pair(line: Column) -> Column:
-        has_key = F.instr(line, ":") > 0
-        return F.struct(
-            F.when(has_key, normalise_key(F.substring_index(line, ":", 1)))
-            .otherwise(F.lit(NO_KEY))
-            .alias("key"),
-            F.when(has_key, F.nullif(F.trim(F.regexp_extract(line, r"^[^:]*:(.*)$", 1)), F.lit("")))
-            .otherwise(F.trim(line))
-            .alias("value"),
-        )
-
-    pairs = F.transform(raw, pair)
-    keys = F.array_distinct(F.transform(pairs, lambda p: p["key"]))
-    values = F.transform(
-        keys,
-        lambda k: F.nullif(
-            F.array_join(F.transform(F.filter(pairs, lambda p: p["key"] == k), lambda p: p["value"]), "; "),
-            F.lit(""),
-        ),
-    )
-    return F.when(F.size(raw) > 0, F.map_from_arrays(keys, values))
+def characteristics(raw: list[str]) -> dict[str, str | None] | None:
+    """`["Age: 70", "tissue: kidney", "tissue: cortex"]` -> `{age: 70, tissue: kidney; cortex}`."""
+    if not raw:
+        return None
+    pairs: dict[str, list[str]] = {}
+    for line in raw:
+        if ":" in line:
+            key, _, value = line.partition(":")
+            key, value = normalise_key(key), _trim(value) or None
+        else:
+            key, value = NO_KEY, _trim(line)
+        pairs.setdefault(key, [])
+        if value is not None:
+            pairs[key].append(value)
+    return {key: "; ".join(values) or None for key, values in pairs.items()}
 
 
-def _split_ids(values: Column) -> Column:
+def _split_ids(values: list[str], file_format: str) -> list[str]:
     """Series matrices list ids space-separated in one cell; SOFT files one per line (names may hold spaces)."""
-    split = F.flatten(F.transform(values, lambda v: F.split(F.trim(v), r"\s+")))
-    listed = F.when(F.col("file_format") == "matrix", split).otherwise(
-        F.transform(values, lambda v: F.trim(v))
-    )
-    return F.filter(listed, lambda v: v != "")
+    if file_format == "matrix":
+        listed = [part for v in values for part in re.split(r"\s+", _trim(v))]
+    else:
+        listed = [_trim(v) for v in values]
+    return [v for v in listed if v != ""]
 
 
-def prefer_one(frame: DataFrame, key: list[str]) -> DataFrame:
+def _distinct(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def prefer_one(rows: list[dict], key: str) -> list[dict]:
     """One row per key when several files describe the same entity: SOFT over matrix, then the row with
     the most attributes, then the first file by path."""
-    order = Window.partitionBy(*key).orderBy(
-        (F.col("file_format") == "soft").desc(), F.size("attributes").desc(), F.col("source_file")
-    )
-    return frame.withColumn("_rank", F.row_number().over(order)).filter(F.col("_rank") == 1).drop("_rank")
+    best: dict = {}
+    for row in rows:
+        rank = (row["_format"] != "soft", -row["_attributes"], row["source_file"])
+        if row[key] not in best or rank < best[row[key]][0]:
+            best[row[key]] = (rank, row)
+    return [{k: v for k, v in row.items() if not k.startswith("_")} for _, row in best.values()]
 
 
-def series_rows(entities: DataFrame) -> DataFrame:
-    blocks = entities.filter(F.col("kind").isin("SERIES", "DATASET") & (F.col("accession") != ""))
-    file_samples = (
-        entities.filter(F.col("kind") == "SAMPLE")
-        .groupBy("source_file")
-        .agg(F.sort_array(F.collect_set("accession")).alias("file_samples"))
-    )
-    listed = _split_ids(values_of("sample_id"))
-    rows = blocks.join(file_samples, on="source_file", how="left").select(
-        F.col("accession").alias("gse_id"),
-        first_of("title").alias("title"),
-        F.coalesce(joined("summary"), joined("description")).alias("summary"),
-        joined("overall_design").alias("overall_design"),
-        values_of("type").alias("series_types"),
-        values_of("pubmed_id").alias("pubmed_ids"),
-        first_of("status").alias("status"),
-        geo_date(first_of("submission_date")).alias("submission_date"),
-        geo_date(F.coalesce(first_of("last_update_date"), first_of("update_date"))).alias("last_update_date"),
-        F.array_distinct(F.concat(_split_ids(values_of("platform_id")), values_of("platform"))).alias(
-            "platform_ids"
-        ),
-        F.when(F.size(listed) > 0, listed).otherwise(F.col("file_samples")).alias("sample_ids"),
-        other_attributes(SERIES_TYPED).alias("attributes"),
-        "file_format",
-        "source_file",
-    )
-    return prefer_one(rows, ["gse_id"])
+def _of(block: dict, **columns) -> dict:
+    return {
+        **columns,
+        "source_file": block["source_file"],
+        "_format": block["file_format"],
+        "_attributes": len(block["attributes"]),
+    }
 
 
-def platform_rows(entities: DataFrame) -> DataFrame:
-    rows = entities.filter(F.col("kind") == "PLATFORM").select(
-        F.col("accession").alias("gpl_id"),
-        first_of("title").alias("title"),
-        first_of("technology").alias("technology"),
-        first_of("distribution").alias("distribution"),
-        joined("organism", "; ").alias("organism"),
-        joined("taxid", "; ").alias("taxid"),
-        first_of("manufacturer").alias("manufacturer"),
-        first_of("status").alias("status"),
-        geo_date(first_of("submission_date")).alias("submission_date"),
-        geo_date(first_of("last_update_date")).alias("last_update_date"),
-        F.col("table_rows").alias("data_row_count"),
-        columns_map().alias("table_columns"),
-        other_attributes(PLATFORM_TYPED + ("data_row_count",)).alias("attributes"),
-        "file_format",
-        "source_file",
-    )
-    return prefer_one(rows, ["gpl_id"]).drop("file_format")
+def series_rows(blocks: list[dict]) -> list[dict]:
+    file_samples: dict[str, set] = {}
+    for b in blocks:
+        if b["kind"] == "SAMPLE":
+            file_samples.setdefault(b["source_file"], set()).add(b["accession"])
+    rows = []
+    for b in blocks:
+        if b["kind"] not in ("SERIES", "DATASET") or not b["accession"]:
+            continue
+        a, fmt = b["attributes"], b["file_format"]
+        listed = _split_ids(values_of(a, "sample_id"), fmt)
+        in_file = sorted(file_samples[b["source_file"]]) if b["source_file"] in file_samples else None
+        rows.append(
+            _of(
+                b,
+                gse_id=b["accession"],
+                title=first_of(a, "title"),
+                summary=joined(a, "summary") or joined(a, "description"),
+                overall_design=joined(a, "overall_design"),
+                series_types=values_of(a, "type"),
+                pubmed_ids=values_of(a, "pubmed_id"),
+                status=first_of(a, "status"),
+                submission_date=geo_date(first_of(a, "submission_date")),
+                last_update_date=geo_date(first_of(a, "last_update_date") or first_of(a, "update_date")),
+                platform_ids=_distinct(
+                    _split_ids(values_of(a, "platform_id"), fmt) + values_of(a, "platform")
+                ),
+                sample_ids=listed or in_file,
+                attributes=other_attributes(a, SERIES_TYPED),
+                file_format=fmt,
+            )
+        )
+    return prefer_one(rows, "gse_id")
 
 
-def sample_rows(entities: DataFrame) -> DataFrame:
-    file_series = F.when(
-        F.col("file_accession").isNotNull() & ~F.col("file_accession").startswith("GDS"),
-        F.array(F.col("file_accession")),
-    ).otherwise(F.array().cast("array<string>"))
-    channels = []
-    for channel in (1, 2):
-        raw = values_of(f"characteristics_ch{channel}")
-        channels += [
-            first_of(f"source_name_ch{channel}").alias(f"source_name_ch{channel}"),
-            first_of(f"organism_ch{channel}").alias(f"organism_ch{channel}"),
-            first_of(f"molecule_ch{channel}").alias(f"molecule_ch{channel}"),
-            first_of(f"label_ch{channel}").alias(f"label_ch{channel}"),
-            characteristics(raw).alias(f"characteristics_ch{channel}"),
-            F.when(F.size(raw) > 0, raw).alias(f"characteristics_ch{channel}_raw"),
-        ]
-    rows = entities.filter(F.col("kind") == "SAMPLE").select(
-        F.col("accession").alias("gsm_id"),
-        F.array_distinct(F.concat(values_of("series_id"), file_series)).alias("gse_ids"),
-        first_of("platform_id").alias("gpl_id"),
-        first_of("title").alias("title"),
-        first_of("type").alias("sample_type"),
-        first_of("status").alias("status"),
-        geo_date(first_of("submission_date")).alias("submission_date"),
-        geo_date(first_of("last_update_date")).alias("last_update_date"),
-        F.coalesce(first_of("channel_count").try_cast("int"), F.lit(1)).alias("channel_count"),
-        *channels,
-        joined("description").alias("description"),
-        F.col("table_rows").alias("data_row_count"),
-        columns_map().alias("table_columns"),
-        other_attributes(SAMPLE_TYPED).alias("attributes"),
-        "file_format",
-        "source_file",
-    )
-    return prefer_one(rows, ["gsm_id"])
+def platform_rows(blocks: list[dict]) -> list[dict]:
+    rows = [
+        _of(
+            b,
+            gpl_id=b["accession"],
+            title=first_of(b["attributes"], "title"),
+            technology=first_of(b["attributes"], "technology"),
+            distribution=first_of(b["attributes"], "distribution"),
+            organism=joined(b["attributes"], "organism", "; "),
+            taxid=joined(b["attributes"], "taxid", "; "),
+            manufacturer=first_of(b["attributes"], "manufacturer"),
+            status=first_of(b["attributes"], "status"),
+            submission_date=geo_date(first_of(b["attributes"], "submission_date")),
+            last_update_date=geo_date(first_of(b["attributes"], "last_update_date")),
+            data_row_count=b["table_rows"],
+            table_columns=columns_map(b["columns"]),
+            attributes=other_attributes(b["attributes"], (*PLATFORM_TYPED, "data_row_count")),
+        )
+        for b in blocks
+        if b["kind"] == "PLATFORM"
+    ]
+    return prefer_one(rows, "gpl_id")
 
 
-def file_accessions(entities: DataFrame) -> DataFrame:
-    """source_file → the GSE/GDS the file describes (null for a lone GSM or GPL file)."""
-    return entities.groupBy("source_file").agg(F.max("file_accession").alias("file_accession"))
+def _channel_count(text: str | None) -> int:
+    try:
+        return int(text.strip()) if text is not None else 1
+    except ValueError:
+        return 1
 
 
-def expression_rows(values: DataFrame, accessions: DataFrame) -> DataFrame:
-    return values.join(F.broadcast(accessions), on="source_file", how="left").select(
-        F.coalesce("file_accession", "gsm_id").alias("source_accession"),
-        "gsm_id",
-        "gpl_id",
-        "probe_id",
-        "value",
-        "other_values",
-        "source_file",
-    )
-
-
-def probe_rows(probes: DataFrame) -> DataFrame:
-    rows = probes.filter(F.col("probe_id").isNotNull())
-    order = Window.partitionBy("gpl_id", "probe_id").orderBy(F.col("source_file"))
-    return rows.withColumn("_rank", F.row_number().over(order)).filter(F.col("_rank") == 1).drop("_rank")
-
-
-def problem_rows(entities: DataFrame) -> DataFrame:
-    return entities.filter(F.col("kind") == "problem").select(
-        "table_name", "source_file", "line_number", "record", "reason"
-    )
-
-
-def gene_rows(expression: DataFrame, probes: DataFrame) -> DataFrame:
-    """Probe values → one value per (sample, gene): the mean of the probes annotated with exactly one gene."""
-    annotated = probes.filter(
-        F.col("gene_symbol").isNotNull()
-        & ~F.col("gene_symbol").contains("///")
-        & (F.trim("gene_symbol") != "")
-    ).select(
-        "gpl_id",
-        "probe_id",
-        F.trim("gene_symbol").alias("gene_symbol"),
-        F.nullif(F.trim(F.substring_index("entrez_id", "///", 1)), F.lit("")).alias("entrez_id"),
-    )
-    joined_rows = expression.filter(F.col("value").isNotNull()).join(
-        annotated, on=["gpl_id", "probe_id"], how="inner"
-    )
-    return joined_rows.groupBy("gsm_id", "gene_symbol").agg(
-        F.min("entrez_id").alias("entrez_id"),
-        F.min("gpl_id").alias("gpl_id"),
-        F.avg("value").alias("value"),
-        F.count("value").cast("int").alias("probe_count"),
-        F.min("source_file").alias("source_file"),
-    )
+def sample_rows(blocks: list[dict]) -> list[dict]:
+    rows = []
+    for b in blocks:
+        if b["kind"] != "SAMPLE":
+            continue
+        a = b["attributes"]
+        file_accession = b["file_accession"]
+        in_series = [file_accession] if file_accession and not file_accession.startswith("GDS") else []
+        channels = {}
+        for channel in (1, 2):
+            raw = values_of(a, f"characteristics_ch{channel}")
+            for name in ("source_name", "organism", "molecule", "label"):
+                channels[f"{name}_ch{channel}"] = first_of(a, f"{name}_ch{channel}")
+            channels[f"characteristics_ch{channel}"] = characteristics(raw)
+            channels[f"characteristics_ch{channel}_raw"] = raw or None
+        rows.append(
+            _of(
+                b,
+                gsm_id=b["accession"],
+                gse_ids=_distinct(values_of(a, "series_id") + in_series),
+                gpl_id=first_of(a, "platform_id"),
+                title=first_of(a, "title"),
+                sample_type=first_of(a, "type"),
+                status=first_of(a, "status"),
+                submission_date=geo_date(first_of(a, "submission_date")),
+                last_update_date=geo_date(first_of(a, "last_update_date")),
+                channel_count=_channel_count(first_of(a, "channel_count")),
+                **channels,
+                description=joined(a, "description"),
+                data_row_count=b["table_rows"],
+                table_columns=columns_map(b["columns"]),
+                attributes=other_attributes(a, SAMPLE_TYPED),
+                file_format=b["file_format"],
+            )
+        )
+    return prefer_one(rows, "gsm_id")
