@@ -515,6 +515,61 @@ def repeated_keys(target: Target, written: Written, limit: int = 5) -> list[dict
     return repeated.select(key).to_pylist()
 
 
+def keep_latest(target: Target, written: Written, rank: Callable[[str], object]) -> int:
+    """Where rows of different source files repeat a key of `target`, keep the row of the file `rank`
+    puts last and rewrite the written files holding the others without them (repeats within one file are
+    left for `check_keys`). Only files whose key hashes (`DataFile.keys`) repeat another file's are read.
+    Returns the rows dropped."""
+    import pyarrow.parquet as pq
+
+    files = written.files.get(target.name, [])
+    hashes = [np.frombuffer(f.keys, dtype=np.uint64) if f.keys else np.zeros(0, np.uint64) for f in files]
+    if sum(len(h) for h in hashes) < 2:
+        return 0
+    everything = np.concatenate(hashes)
+    values, counts = np.unique(everything, return_counts=True)
+    repeated = values[counts > 1]
+    suspects = [i for i, h in enumerate(hashes) if len(repeated) and np.isin(h, repeated).any()]
+    if not suspects:
+        return 0
+    fs = target.storage.filesystem()
+    key = [c for c in target.primary_key if c not in target.partition_by]
+    tables = {i: pq.read_table(f"{target.storage.root}/{files[i].path}", filesystem=fs) for i in suspects}
+    keyed = []
+    for i, table in tables.items():
+        mask = np.isin(key_hashes(_with_partition(table, files[i], target), target.primary_key), repeated)
+        rows = np.flatnonzero(mask)
+        part = table.select([*key, "source_file"]).take(pa.array(rows))
+        keyed.append(part.append_column("_file", pa.repeat(pa.scalar(i), len(rows)))
+                     .append_column("_row", pa.array(rows)))  # fmt: skip
+    keyed = pa.concat_tables(keyed)
+    ranks = {path: rank(path) for path in set(keyed.column("source_file").to_pylist())}
+    order = sorted(ranks, key=lambda path: ranks[path])
+    keyed = keyed.append_column(
+        "_rank", pc.index_in(keyed.column("source_file"), pa.array(order, pa.string()))
+    )
+    best = keyed.group_by(key, use_threads=False).aggregate([("_rank", "max")])
+    judged = keyed.join(best, keys=key)
+    losers = judged.filter(pc.less(judged.column("_rank"), judged.column("_rank_max")))
+    dropped = 0
+    for i in sorted(set(losers.column("_file").to_pylist())):
+        gone = losers.filter(pc.equal(losers.column("_file"), i)).column("_row").to_numpy()
+        keep = np.ones(tables[i].num_rows, dtype=bool)
+        keep[gone] = False
+        kept = _with_partition(tables[i].filter(pa.array(keep)), files[i], target)
+        dropped += int((~keep).sum())
+        replaced = driver_files(target, kept, f"{target.name}, repeats of later files left out")
+        written.files[target.name] = [f for f in written.files[target.name] if f is not files[i]] + replaced
+    return dropped
+
+
+def _with_partition(table: pa.Table, data_file: DataFile, target: Target) -> pa.Table:
+    for column in target.partition_by:
+        value = pa.array([data_file.partition.get(column)] * table.num_rows, pa.string())
+        table = table.append_column(column, value.cast(target.schema.field(column).type))
+    return table
+
+
 def check_keys(targets: Iterable[Target], written: Written) -> None:
     """Refuse the landing, before any commit, when the rows written for a table repeat its primary key."""
     for target in targets:
@@ -536,6 +591,7 @@ def commit(
     app_id: str | None = None,
     again: bool = False,
     source=None,
+    by_key: bool = False,
 ) -> int:
     """Commit `files` to `target` in one Delta transaction, removing first every row whose `source_file`
     is in `replace`, or, when `replace` maps columns to values, every row holding one of a column's values
@@ -548,6 +604,10 @@ def commit(
     commit is not an error: the table is read again and the commit retried. Returns the version committed
     (or, when there was nothing to commit, the current one) and records it on `run`.
 
+    `by_key` makes the commit an upsert: rows of the table whose primary key an added row holds are
+    removed in the same commit (found by the key hashes of the added rows, in the live files whose key
+    bounds can hold them).
+
     Before each attempt the files' expectation counts go to the target's ledger (`quality.file_checks`),
     with the result of comparing the added rows' key hashes (`DataFile.keys`) with the keys of the version
     the attempt builds on."""
@@ -557,18 +617,25 @@ def commit(
     now = int(time.time() * 1000)
     adds = [_add(f, now) for f in files]
     metadata = run.commit_metadata(source)
+    if isinstance(source, list | tuple):  # what must still be there: the sources these files hold rows of
+        held = _sources_in(target, files)
+        source = [s for s in source if s.sha256 in held]
     for attempt in range(1, COMMIT_RETRIES + 1):
         table = target.storage.delta_table()
         transactions = []
         if app_id is not None:
             done = table.transaction_version(app_id)
-            if done is not None and not again and _holds(table, source):
+            if done is not None and not again and _holds(table, source, target):
                 log.info(
                     "%s: %s already committed (transaction %s); nothing added", target.name, app_id, done
                 )
                 return _recorded(table, target, run, metadata)
             transactions = [Transaction(app_id, (done or 0) + 1, now)]
         removes, rewritten = _replace(table, target, replace, now)
+        if by_key:
+            gone = {r.path for r in removes}
+            more_removes, more_rewritten = _same_keys(table, target, files, gone, now)
+            removes, rewritten = removes + more_removes, rewritten + more_rewritten
         if not adds and not removes and not rewritten:
             return _recorded(table, target, run, metadata)
         if target.ledger is not None:
@@ -684,18 +751,55 @@ def append(target: Target, rows: pa.Table, *, metadata: str | None = None, inste
     raise AssertionError("unreachable")
 
 
-def _holds(table, source) -> bool:
-    """Whether the log shows files of the checksum of `source` (or of every one of a list of sources),
-    by exact bounds: files this engine wrote."""
+def _sources_in(target: Target, files: Sequence[DataFile]) -> set[str]:
+    """The source checksums `files` hold rows of (their statistics, else their `source_sha256` column)."""
+    import pyarrow.parquet as pq
+
+    found: set[str] = set()
+    fs = None
+    for data_file in files:
+        stats = json.loads(data_file.stats)
+        low = stats.get("minValues", {}).get("source_sha256")
+        if low is not None and low == stats.get("maxValues", {}).get("source_sha256"):
+            found.add(low)
+            continue
+        fs = fs or target.storage.filesystem()
+        column = pq.read_table(
+            f"{target.storage.root}/{data_file.path}", columns=["source_sha256"], filesystem=fs
+        )
+        found |= set(pc.unique(column.column("source_sha256")).to_pylist())
+    return found
+
+
+def _holds(table, source, target: Target | None = None) -> bool:
+    """Whether the table still holds rows of the checksum of `source` (or of every one of a list of
+    sources): from exact bounds (a file of one source), else (with `target`) from the `source_sha256`
+    column of the files whose bounds can hold it or that have none."""
     if source is None:
         return True
     sources = source if isinstance(source, list | tuple) else [source]
+    missing = {s.sha256 for s in sources}
     actions = pa.table(table.get_add_actions(flatten=True))
-    if "min.source_sha256" not in actions.column_names:
-        return False
-    low, high = actions.column("min.source_sha256"), actions.column("max.source_sha256")
-    exact = set(pc.filter(low, pc.fill_null(pc.equal(low, high), False)).to_pylist())
-    return all(s.sha256 in exact for s in sources)
+    bounded = "min.source_sha256" in actions.column_names
+    n = actions.num_rows
+    lows = actions.column("min.source_sha256").to_pylist() if bounded else [None] * n
+    highs = actions.column("max.source_sha256").to_pylist() if bounded else [None] * n
+    missing -= {lo for lo, hi in zip(lows, highs, strict=True) if lo is not None and lo == hi}
+    if not missing or target is None:
+        return not missing
+    import pyarrow.parquet as pq
+
+    fs = target.storage.filesystem()
+    for path, lo, hi in zip(actions.column("path").to_pylist(), lows, highs, strict=True):
+        if lo is not None and hi is not None and (lo == hi or not any(lo <= m <= hi for m in missing)):
+            continue
+        found = pq.read_table(
+            f"{target.storage.root}/{unquote(path)}", columns=["source_sha256"], filesystem=fs
+        )
+        missing -= set(pc.unique(found.column("source_sha256")).to_pylist())
+        if not missing:
+            return True
+    return False
 
 
 def _recorded(table, target: Target, run, metadata: str) -> int:
@@ -749,6 +853,36 @@ def _replace(table, target: Target, replace, now: int):
             if kept.num_rows:
                 rewrites.append(_rewrite(target, kept, partition, now))
         removes.append(RemoveAction(action["path"], True, now, action["size_bytes"], partition))
+    return removes, rewrites
+
+
+def _same_keys(table, target: Target, files: Sequence[DataFile], removed: set[str], now: int):
+    """Remove actions, and rewrites, for the live files (other than `removed`) holding rows whose key one
+    of `files` holds."""
+    import pyarrow.parquet as pq
+    from deltalake.transaction import RemoveAction
+
+    from lakehouse.quality.checks import _overlapping
+
+    hashes = Written({target.name: list(files)}, []).hashes(target.name)
+    if hashes is None or table.version() < 0:
+        return [], []
+    live = pa.table(table.get_add_actions(flatten=True))
+    if removed:
+        live = live.filter(pc.invert(pc.is_in(live.column("path"), pa.array(sorted(removed)))))
+    sizes = dict(zip(live.column("path").to_pylist(), live.column("size_bytes").to_pylist(), strict=True))
+    fs = target.storage.filesystem()
+    removes, rewrites = [], []
+    for path, partition in _overlapping(live, list(target.primary_key), target.partition_by, files):
+        data = pq.read_table(f"{target.storage.root}/{unquote(path)}", filesystem=fs)
+        full = _with_partition(data, DataFile(path, 0, 0, partition, "{}"), target)
+        repeated = np.isin(key_hashes(full, target.primary_key), hashes)
+        if not repeated.any():
+            continue
+        kept = full.filter(pa.array(~repeated))
+        if kept.num_rows:
+            rewrites.append(_rewrite(target, kept, partition, now))
+        removes.append(RemoveAction(path, True, now, sizes[path], partition))
     return removes, rewrites
 
 
@@ -812,6 +946,20 @@ class Provenance:
         for name, column in self.columns(table.num_rows).items():
             table = table.append_column(name, column)
         return table
+
+
+def add_provenance(table: pa.Table, marks: dict[str, Provenance]) -> pa.Table:
+    """`table`, whose rows name their file in `source_file`, with the other provenance columns of that
+    file's `Provenance` (rows of many files in one batch)."""
+    paths = list(marks)
+    at = pc.index_in(table.column("source_file"), pa.array(paths, pa.string()))
+    n = table.num_rows
+    columns = [marks[p].columns(1) for p in paths]
+    for name in ("source_sha256", "source_release", "ingest_run_id", "ingested_at"):
+        kind = columns[0][name].type
+        values = pa.array([c[name][0].as_py() for c in columns], kind)
+        table = table.append_column(name, pc.take(values, at) if n else pa.array([], kind))
+    return table
 
 
 def evolve(spark, decl: TableDecl, attempts: int = 5) -> None:

@@ -152,3 +152,35 @@ def _gene_columns(first: pa.Array, names: pa.Array, types: pa.Array) -> dict[str
             not_gene, lambda: pc.binary_join_element_wise(first, " is not an Ensembl gene ID", "")
         ),
     }
+
+
+QC_COLUMNS = ("file_name", "file_id", "workflow", "aliquot_barcode", "sample_barcode", "metric",
+              "unstranded", "stranded_first", "stranded_second")  # fmt: skip
+EXPRESSION_COLUMNS = (*FILE_COLUMNS[1:], *(c for c in COUNT_FIELDS), "gene_version")
+
+
+def count_file_tables(file: dict, genes: Memo | None = None) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """One count file (`file`: a row of FILES_DDL) → (gene rows, summary rows, rejected rows), the first
+    two with the file's FILE_COLUMNS and `source_file`, the last as (line_number, record, reason)."""
+    batches = count_file_batches(file, genes)
+    table = pa.Table.from_batches(batches) if batches else pa.table({})
+    if table.num_rows == 0:
+        empty = pa.table({"line_number": pa.array([], pa.int64())})
+        return (
+            empty,
+            empty,
+            empty.append_column("record", pa.array([], pa.string())).append_column(
+                "reason", pa.array([], pa.string())
+            ),
+        )
+    n = table.num_rows
+    for name in FILE_COLUMNS[1:]:
+        table = table.append_column(name, pa.repeat(pa.scalar(file[name], pa.string()), n))
+    table = table.append_column("source_file", pa.repeat(pa.scalar(file["file_path"], pa.string()), n))
+    rejected = pc.is_valid(table.column("reject_reason"))
+    bad = table.filter(rejected).select(["line_number", "record", "reject_reason"])
+    good = table.filter(pc.invert(rejected))
+    summary = pc.fill_null(good.column("is_summary"), False)
+    gene_rows = good.filter(pc.invert(summary)).select([*EXPRESSION_COLUMNS, "source_file"])
+    qc_rows = good.filter(summary).select([*QC_COLUMNS, "source_file"])
+    return gene_rows, qc_rows, bad.rename_columns(["line_number", "record", "reason"])

@@ -5,36 +5,65 @@ biospecimen XML first, because count files name no sample and are resolved throu
 MAF, counts; then every barcode seen goes to silver.tcga_samples and the gold table is rebuilt for the
 samples the batch touched. Rows that cannot be tied to a case go to quality.quarantine with the reason,
 once (a re-ingest of the same file adds nothing anywhere).
+
+The big tables go through the landing engine (`lakehouse.landing`): Spark tasks parse the MAFs and count
+files and write the files of silver.tcga_mutations, silver.tcga_expression and silver.tcga_expression_qc
+themselves, and, after the gate, the files of gold.tcga_gene_expression from the gated expression version;
+each table is committed once per batch through delta-rs (mutations as an upsert on their key, counts
+replacing the same GDC files' rows, gold replacing the same samples'). The small ones (files, clinical,
+samples) are MERGEd, filling gaps from what is stored.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import DataFrame, Window
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import ensure_table
 from lakehouse.errors import DataError
-from lakehouse.quality.quarantine import QUARANTINE_TABLE, quarantine
-from lakehouse.quality.validate import gate
+from lakehouse.landing import (
+    Provenance,
+    Report,
+    Rows,
+    Target,
+    Written,
+    add_provenance,
+    check_keys,
+    commit,
+    keep_latest,
+    read_table,
+    write_pieces,
+)
+from lakehouse.quality.quarantine import QUARANTINE_TABLE, quarantine_rows
+from lakehouse.quality.validate import gate_versions
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import TableDecl, declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.tcga import readers
-from lakehouse.sources.tcga.barcodes import BARCODE_COLUMNS, barcode_parts, case_of
+from lakehouse.sources.tcga.barcodes import BARCODE_COLUMNS, arrow_parts, barcode_parts, case_of
 from lakehouse.sources.tcga.counts import (
     COUNT_FIELDS,
     FILE_FIELDS,
+    _gene_columns,
+    count_file_tables,
     count_positions,
-    parse_counts,
-    with_file_columns,
 )
 from lakehouse.sources.tcga.formats import Sniffed, sniff
-from lakehouse.sources.tcga.maf import MAF_KEY, parse_maf
+from lakehouse.sources.tcga.maf import maf_rows
 from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields
+from lakehouse.sources.tcga.tabular import Memo, _bytes, pieces
+from lakehouse.storage import open_table
 from lakehouse.tables import upsert
+from lakehouse.tasks import deal
 
 MUTATIONS = "silver.tcga_mutations"
 EXPRESSION = "silver.tcga_expression"
@@ -145,7 +174,9 @@ class _Lander:
             DataFrame
         ] = []  # (barcode, source_file, project_id, case_id, sample_id, aliquot_id)
         self.mapping: dict[str, dict] = {}
-        self.touched_files: list[str] = []
+        self.touched_files: list[str] = []  # GDC file names of the count files landed
+        self.touched_paths: list[str] = []  # and their paths
+        self.targets: dict[str, Target] = {}
 
     # --- shared helpers ---------------------------------------------------------------------------
     def provenance(self, frame: DataFrame) -> DataFrame:
@@ -170,22 +201,32 @@ class _Lander:
         if count:  # a MERGE of nothing commits nothing, and there would be no version to record
             upsert(self.spark, frame, decl, self.run)
 
-    def reject(self, table: str, bad: DataFrame) -> None:
-        rows = self.provenance(
-            bad.select(
-                F.lit(table).alias("table_name"),
-                F.col("source_file"),
-                F.col("line_number").cast("bigint"),
-                F.col("record"),
-                F.col("reject_reason").alias("reason"),
-            )
-        ).select("table_name", "source_file", "source_sha256", "line_number", "record", "reason")
-        key = ["table_name", "source_sha256", "line_number", "reason"]
-        seen = self.spark.table(QUARANTINE_TABLE).select(*[F.col(k).alias(f"q_{k}") for k in key])
-        # Quarantined once: the same record of the same file for the same reason is not added again.
-        same = [rows[k].eqNullSafe(seen[f"q_{k}"]) for k in key]
-        fresh = rows.join(seen, on=same[0] & same[1] & same[2] & same[3], how="left_anti")
-        quarantine(self.spark, fresh, self.run)
+    def reject(self, table: str, bad: list[dict]) -> None:
+        """Quarantine `bad` rows (source_file, line_number, record, reason) of `table`, once."""
+        if not bad:
+            return
+        rows = pa.Table.from_pylist(
+            [{"table_name": table, "source_sha256": self.inputs[b["source_file"]].sha256, **b} for b in bad]
+        )
+        quarantine_rows(self.spark, self.run, rows)
+
+    def target(self, name: str) -> Target:
+        if name not in self.targets:
+            dirs = self.run.settings.schemas_dir
+            self.targets[name] = Target.of(self.spark, self.decls[name], dirs)
+        return self.targets[name]
+
+    def marks(self, paths) -> dict[str, Provenance]:
+        return {p: Provenance.of(self.inputs[p], self.run, self.release) for p in paths}
+
+    def land(self, name: str, written: Written, sources: list[str], **how) -> None:
+        """Commit what the tasks wrote for table `name`, once per batch of input files."""
+        target = self.target(name)
+        inputs = sorted((self.inputs[p] for p in set(sources)), key=lambda i: i.path)
+        digest = hashlib.sha256("\n".join(i.sha256 for i in inputs).encode()).hexdigest()
+        files = written.files.get(name, [])
+        self.result.rows[name] = self.result.rows.get(name, 0) + sum(f.rows for f in files)
+        commit(target, files, self.run, app_id=f"{name}:{digest}", source=inputs or None, **how)
 
     def add_barcodes(self, rows: list[dict]) -> None:
         if rows:
@@ -265,25 +306,19 @@ class _Lander:
                 record = clinical_record(fields)
                 if record is None:
                     bad.append(
-                        (
-                            str(item.path),
-                            line,
-                            "\t".join(f"{k}={v}" for k, v in fields.items() if v)[:4000],
-                            "no TCGA participant barcode in the case column",
-                        )
+                        {
+                            "source_file": str(item.path),
+                            "line_number": line,
+                            "record": "\t".join(f"{k}={v}" for k, v in fields.items() if v)[:4000],
+                            "reason": "no TCGA participant barcode in the case column",
+                        }
                     )
                     continue
                 per_case.setdefault(record["case_barcode"], []).append(fields)
             for case, rows in per_case.items():
                 record = clinical_record(merge_case_fields(rows))
                 records.append({**record, "case_barcode": case, "source_file": str(item.path)})
-        if bad:
-            self.reject(
-                CLINICAL,
-                self.spark.createDataFrame(
-                    bad, "source_file string, line_number bigint, record string, reject_reason string"
-                ),
-            )
+        self.reject(CLINICAL, bad)
         if not records:
             return
         # The same case in two files of one batch: fold them as a later file would fill an earlier one.
@@ -321,78 +356,61 @@ class _Lander:
 
     # --- MAF --------------------------------------------------------------------------------------
     def mafs(self, items: list[Sniffed]) -> None:
-        """Every MAF of the run parsed with its own header, then one quarantine append and one MERGE: a run
-        adds one version of silver.tcga_mutations however many MAF files it brings."""
+        """Every MAF of the run parsed with its own header in Spark tasks, which write the mutation files;
+        then one quarantine append and one commit (an upsert on the mutation key): a run adds one version
+        of silver.tcga_mutations however many MAF files it brings."""
         if not items:
             return
         files = [
             {"file_path": str(item.path), "header": item.header, "maf_version": item.maf_version}
             for item in items
         ]
-        landing = self.spark.createDataFrame(
+        mapped = {str(i.path): self.mapping.get(i.path.name, {}).get("project_id") for i in items}
+        stored = read_table(self.spark, CLINICAL, ["case_barcode", "project_id"])
+        clinical = dict(
+            zip(*(stored.column(c).to_pylist() for c in ("case_barcode", "project_id")), strict=True)
+        )
+        parallelism = self.spark.sparkContext.defaultParallelism
+        cut = pieces(files, parallelism)
+        sizes = [_bytes(f) for f in cut]
+        shares = deal(sizes, parallelism)  # as Spark tasks would hold them: small MAFs parse together
+        jobs = [(json.dumps([cut[i] for i in share]),) for share in shares]
+        marks = self.marks(mapped)
+
+        def work(piece):
+            return maf_rows(json.loads(piece[0]), mapped, clinical, marks)
+
+        target = self.target(MUTATIONS)
+        written = write_pieces(
+            self.spark, jobs, "files string", [sum(sizes[i] for i in s) for s in shares], work, [target]
+        )
+        order = {str(item.path): n for n, item in enumerate(items)}
+        # A mutation that several MAFs of the run report (per-caller MAFs do) lands once, from the last file
+        # in landing order, as landing the files one by one would; a key repeated within one file is still
+        # refused.
+        keep_latest(target, written, order.__getitem__)
+        check_keys([target], written)
+        self.run.rows_read += sum(r["rows"] for r in written.reports)
+        self.reject(MUTATIONS, [b for r in written.reports for b in r["bad"]])
+        self.land(MUTATIONS, written, list(mapped), replace=list(mapped), by_key=True)
+        barcodes: dict[tuple, dict] = {}
+        for report in written.reports:
+            for row in report["barcodes"]:
+                seen = barcodes.setdefault((row["barcode"], row["source_file"]), dict(row))
+                for key in ("project_id", "aliquot_id"):
+                    if row[key] is not None and (seen[key] is None or row[key] > seen[key]):
+                        seen[key] = row[key]
+        self.add_barcodes(
             [
-                (str(item.path), self.mapping.get(item.path.name, {}).get("project_id"), order)
-                for order, item in enumerate(items)
-            ],
-            "file_path string, mapped_project string, file_order int",
+                {
+                    **row,
+                    "aliquot_id": row["aliquot_id"].lower()
+                    if row["aliquot_id"] and len(row["barcode"]) >= 28
+                    else None,
+                }
+                for row in barcodes.values()
+            ]
         )
-        clinical = self.spark.table(CLINICAL).select(
-            "case_barcode", F.col("project_id").alias("clinical_project")
-        )
-        parsed = (
-            parse_maf(self.spark, files)
-            .join(F.broadcast(landing), on="file_path")
-            .withColumnRenamed("file_path", "source_file")
-            .join(clinical, on="case_barcode", how="left")
-            .withColumn("project_id", F.coalesce(F.col("mapped_project"), F.col("clinical_project")))
-            .drop("clinical_project", "mapped_project")
-            .persist()
-        )
-        try:
-            self.run.rows_read += parsed.count()
-            self.reject(MUTATIONS, parsed.filter(F.col("reject_reason").isNotNull()))
-            good = parsed.filter(F.col("reject_reason").isNull()).drop("reject_reason", "record")
-            # A mutation that several MAFs of the run report (per-caller MAFs do) lands once, from the last
-            # file in landing order, as landing the files one by one would; a key repeated within one file
-            # is still refused by the write.
-            once = (
-                good.withColumn("last_file", F.max("file_order").over(Window.partitionBy(*MAF_KEY)))
-                .filter(F.col("file_order") == F.col("last_file"))
-                .drop("file_order", "last_file")
-            )
-            self.write(MUTATIONS, self.provenance(once))
-            barcodes = (
-                good.select(
-                    F.col("tumor_sample_barcode").alias("barcode"),
-                    "source_file",
-                    "project_id",
-                    F.col("tumor_sample_uuid").alias("aliquot_id"),
-                )
-                .unionByName(
-                    good.select(
-                        F.col("matched_norm_sample_barcode").alias("barcode"),
-                        "source_file",
-                        "project_id",
-                        F.col("matched_norm_sample_uuid").alias("aliquot_id"),
-                    )
-                )
-                .filter(F.col("barcode").isNotNull())
-                .groupBy("barcode", "source_file")
-                .agg(F.max("project_id").alias("project_id"), F.max("aliquot_id").alias("aliquot_id"))
-            )
-            self.barcodes.append(
-                barcodes.select(
-                    "barcode",
-                    "source_file",
-                    "project_id",
-                    F.lit(None).cast("string").alias("case_id"),
-                    F.lit(None).cast("string").alias("sample_id"),
-                    # UUIDs only belong to aliquot barcodes (28 characters).
-                    F.when(F.length("barcode") >= 28, F.lower("aliquot_id")).alias("aliquot_id"),
-                ).localCheckpoint()
-            )
-        finally:
-            parsed.unpersist()
 
     # --- counts -----------------------------------------------------------------------------------
     def counts(self, items: list[Sniffed]) -> None:
@@ -433,27 +451,33 @@ class _Lander:
         names = [r[1] for r in rows]
         if len(set(names)) != len(names):
             raise DataError(f"two count files in this batch have the same GDC file name: {sorted(names)}")
-        parsed = parse_counts(self.spark, files).persist()
+        marks = self.marks(f["file_path"] for f in files)
+        genes = Memo(_gene_columns)  # one per task: a task's files repeat their gene columns
 
-        def of_files(frame: DataFrame) -> DataFrame:
-            # The file columns join after the cache, next to provenance's join: one stage, one row copy.
-            return with_file_columns(frame, files).withColumn("source_file", F.col("file_path"))
+        def work(piece):
+            file = json.loads(piece[0])
+            gene_rows, qc_rows, bad = count_file_tables(file, genes)
+            where = file["file_path"]
+            yield Rows(EXPRESSION, add_provenance(gene_rows, marks), where)
+            yield Rows(EXPRESSION_QC, add_provenance(qc_rows, marks), where)
+            bad = bad.append_column("source_file", pa.repeat(pa.scalar(where), bad.num_rows))
+            yield Report({"rows": gene_rows.num_rows + qc_rows.num_rows + bad.num_rows,
+                          "bad": bad.to_pylist()})  # fmt: skip
 
-        try:
-            self.run.rows_read += parsed.count()
-            self.reject(EXPRESSION, of_files(parsed.filter(F.col("reject_reason").isNotNull())))
-            good = of_files(parsed.filter(F.col("reject_reason").isNull()))
-            self.write(
-                EXPRESSION_QC,
-                self.provenance(
-                    good.filter("is_summary").drop("gene_id").select(*self._cols(EXPRESSION_QC, good))
-                ),
-            )
-            genes = good.filter(~F.col("is_summary"))
-            self.write(EXPRESSION, self.provenance(genes.select(*self._cols(EXPRESSION, genes))))
-        finally:
-            parsed.unpersist()
+        targets = [self.target(EXPRESSION), self.target(EXPRESSION_QC)]
+        written = write_pieces(
+            self.spark, [(json.dumps(f),) for f in files], "file string",
+            [Path(f["file_path"]).stat().st_size for f in files], work, targets,
+        )  # fmt: skip
+        check_keys(targets, written)
+        self.run.rows_read += sum(r["rows"] for r in written.reports)
+        self.reject(EXPRESSION, [b for r in written.reports for b in r["bad"]])
+        resolved = [r for r in rows if r[9] is None]
+        replace = {"file_name": [r[1] for r in resolved]}
+        for name in (EXPRESSION_QC, EXPRESSION):
+            self.land(name, written, [r[0] for r in resolved], replace=replace)
         self.touched_files += [r[1] for r in rows if r[9] is None]
+        self.touched_paths += [r[0] for r in rows if r[9] is None]
         resolved = [r for r in rows if r[9] is None]
         self.add_barcodes(
             [
@@ -470,10 +494,6 @@ class _Lander:
             ]
         )
 
-    def _cols(self, name: str, frame: DataFrame) -> list[str]:
-        wanted = set(self.decls[name].column_names)
-        return [c for c in frame.columns if c in wanted]
-
     def known_mappings(self, paths: list[Path]) -> dict[str, dict]:
         """Mappings of this batch, plus those landed earlier for these file names or directory ids."""
         keys = (
@@ -481,13 +501,14 @@ class _Lander:
             | {p.name.removesuffix(".gz") for p in paths}
             | {p.parent.name for p in paths}
         )
-        stored = (
-            self.spark.table(FILES)
-            .filter(F.col("file_name").isin(*keys) | F.col("file_id").isin(*keys))
-            .select(*FILE_COLUMNS)
-            .collect()
-        )
-        known = {row["file_name"]: row.asDict() for row in stored}
+        wanted = pa.array(sorted(keys), pa.string())
+        stored = read_table(
+            self.spark,
+            FILES,
+            FILE_COLUMNS,
+            pads.field("file_name").isin(wanted) | pads.field("file_id").isin(wanted),
+        ).to_pylist()
+        known = {row["file_name"]: row for row in stored}
         for name, row in self.mapping.items():
             known[name] = {**known.get(name, {}), **{k: v for k, v in row.items() if v is not None}}
         return known
@@ -516,43 +537,86 @@ class _Lander:
         self.write(SAMPLES, self.provenance(folded), fill=True)
 
     def gold(self) -> None:
+        """gold.tcga_gene_expression for every sample this batch brought counts for, from every file of
+        those samples in the gated silver version (the newest aliquot's, then the last file's by name),
+        derived in Spark tasks by groups of samples and committed replacing those samples' genes."""
         if not self.touched_files:
             return
         # Gold is built only from the silver versions this run wrote, and only if they passed validation.
-        inputs = gate(self.spark, self.run.settings, self.run, [EXPRESSION, CLINICAL])
-        expression = inputs[EXPRESSION]
-        batch = expression.filter(F.col("file_name").isin(*self.touched_files))
-        samples = [r["sample_barcode"] for r in batch.select("sample_barcode").distinct().collect()]
-        # The Y copies of pseudo-autosomal genes (ENSG…_PAR_Y) are all zeros in GDC files by construction.
-        rows = expression.filter(F.col("sample_barcode").isin(*samples)).filter(
-            ~F.col("gene_id").endswith("_PAR_Y")
+        versions = gate_versions(self.spark, self.run.settings, self.run, [EXPRESSION, CLINICAL])
+        expression = self.target(EXPRESSION)
+        stored = expression.storage.delta_table(versions[EXPRESSION]).to_pyarrow_dataset()
+        touched = stored.to_table(
+            columns=["sample_barcode"], filter=pads.field("file_name").isin(self.touched_files)
         )
-        clinical = inputs[CLINICAL].select("case_barcode", F.col("project_id").alias("clinical_project"))
-        newest = Window.partitionBy("sample_barcode", "gene_id").orderBy(
-            F.col("aliquot_barcode").desc_nulls_last(), F.col("file_name").desc()
+        samples = sorted(s for s in pc.unique(touched.column("sample_barcode")).to_pylist() if s)
+        if not samples:
+            return
+        clinical = open_table(self.spark, CLINICAL, versions[CLINICAL]).to_pyarrow_dataset()
+        projects = clinical.to_table(columns=["case_barcode", "project_id"])
+        cases = dict(
+            zip(*(projects.column(c).to_pylist() for c in ("case_barcode", "project_id")), strict=True)
         )
-        parts = barcode_parts(F.col("sample_barcode"))
-        chosen = (
-            rows.join(clinical, on="case_barcode", how="left")
-            .withColumn("rank", F.row_number().over(newest))
-            .filter(F.col("rank") == 1)
-            .select(
-                "sample_barcode",
-                "case_barcode",
-                F.coalesce("project_id", "clinical_project").alias("project_id"),
-                parts["sample_type"].alias("sample_type"),
-                "gene_id",
-                "gene_name",
-                "tpm_unstranded",
-                "unstranded",
-                "source_file",
-                "source_sha256",
-                "source_release",
-                F.lit(self.run.run_id).alias("ingest_run_id"),
-                F.lit(self.run.started_at).cast("timestamp").alias("ingested_at"),
-            )
-        )
-        self.write(GOLD, chosen)
+        tasks = self.spark.sparkContext.defaultParallelism
+        groups = [samples[i::tasks] for i in range(min(tasks, len(samples)))]
+        version, run_id = versions[EXPRESSION], self.run.run_id
+        at = pa.scalar(self.run.started_at.replace(tzinfo=dt.UTC), pa.timestamp("us", tz="UTC"))
+
+        def work(piece):
+            yield Rows(GOLD, gold_rows(expression, version, json.loads(piece[0]), cases, run_id, at),
+                       f"{GOLD} from {EXPRESSION} v{version}")  # fmt: skip
+
+        gold = self.target(GOLD)
+        written = write_pieces(
+            self.spark, [(json.dumps(g),) for g in groups], "samples string",
+            [len(g) << 20 for g in groups], work, [gold],
+        )  # fmt: skip
+        check_keys([gold], written)
+        self.land(GOLD, written, self.touched_paths, replace={"sample_barcode": samples})
+
+
+def gold_rows(expression: Target, version: int, samples: list[str], cases: dict, run_id: str, at) -> pa.Table:
+    """The gold rows of `samples`: per (sample, gene), the row of the newest aliquot (then the last file by
+    name) among every file of the sample in silver.tcga_expression at `version`; the Y copies of
+    pseudo-autosomal genes (ENSG…_PAR_Y, all zeros in GDC files by construction) left out; the project from
+    the row, else from the case's clinical record."""
+    columns = ["sample_barcode", "case_barcode", "project_id", "gene_id", "gene_name", "tpm_unstranded",
+               "unstranded", "aliquot_barcode", "file_name", "source_file", "source_sha256", "source_release"]  # fmt: skip
+    rows = (
+        expression.storage.delta_table(version)
+        .to_pyarrow_dataset()
+        .to_table(columns=columns, filter=pads.field("sample_barcode").isin(samples))
+    )
+    rows = rows.filter(pc.invert(pc.ends_with(rows.column("gene_id"), "_PAR_Y")))
+    ordered = rows.sort_by(
+        [("sample_barcode", "ascending"), ("gene_id", "ascending"), ("aliquot_barcode", "descending"),
+         ("file_name", "descending")],
+        null_placement="at_end",
+    )  # fmt: skip
+    numbered = ordered.append_column("_row", pa.array(range(ordered.num_rows), pa.int64()))
+    first = numbered.group_by(["sample_barcode", "gene_id"], use_threads=False).aggregate([("_row", "min")])
+    chosen = ordered.take(first.column("_row_min"))
+    known = list(cases)
+    clinical = pc.take(pa.array([cases[c] for c in known], pa.string()),
+                       pc.index_in(chosen.column("case_barcode"), pa.array(known, pa.string())))  # fmt: skip
+    n = chosen.num_rows
+    return pa.table(
+        {
+            "sample_barcode": chosen.column("sample_barcode"),
+            "case_barcode": chosen.column("case_barcode"),
+            "project_id": pc.coalesce(chosen.column("project_id"), clinical),
+            "sample_type": arrow_parts(chosen.column("sample_barcode").combine_chunks())["sample_type"],
+            "gene_id": chosen.column("gene_id"),
+            "gene_name": chosen.column("gene_name"),
+            "tpm_unstranded": chosen.column("tpm_unstranded"),
+            "unstranded": chosen.column("unstranded"),
+            "source_file": chosen.column("source_file"),
+            "source_sha256": chosen.column("source_sha256"),
+            "source_release": chosen.column("source_release"),
+            "ingest_run_id": pa.repeat(pa.scalar(run_id), n),
+            "ingested_at": pa.repeat(at, n),
+        }
+    )
 
 
 def resolve_file(path: Path, known: dict[str, dict]) -> tuple[dict | None, str]:

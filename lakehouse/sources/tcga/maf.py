@@ -12,6 +12,8 @@ line's tumour barcode, position and alleles (the first line wins).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -87,25 +89,29 @@ def _maf_task(batches):
     BATCH_ROWS rows, so a project's many small per-aliquot MAFs cost few Arrow kernel calls each. A piece
     past the top of its file is parsed alone, with the key fields of the file's earlier lines, so that a
     repeat of a line in an earlier piece is still told."""
+    yield from maf_file_batches(file for batch in batches for file in batch.to_pylist())
+
+
+def maf_file_batches(files) -> Iterator[pa.RecordBatch]:
+    """`_maf_task` over an iterable of file rows (FILES_DDL, with `piece_start`/`piece_stop`)."""
     pending: list[tuple[dict, Rows]] = []
-    for batch in batches:
-        for file in batch.to_pylist():
-            piece = span(file)
-            rows = read_rows(file["file_path"], header=True, types=_numeric(file["header"]), span=piece)
-            alone = piece is not None and piece[0] > 0
-            if pending and (
-                alone
-                or file["header"] != pending[0][0]["header"]
-                or sum(len(r) for _, r in pending) + len(rows) > BATCH_ROWS
-            ):
-                yield from maf_batches(pending)
-                pending = []
-            if alone:
-                keys = {p for name, p in _positions(file["header"]).items() if name in MAF_KEY and p}
-                earlier = read_rows(file["file_path"], header=True, span=(0, piece[0]), fields=keys)
-                yield from maf_batches([(file, rows)], earlier)
-            else:
-                pending.append((file, rows))
+    for file in files:
+        piece = span(file)
+        rows = read_rows(file["file_path"], header=True, types=_numeric(file["header"]), span=piece)
+        alone = piece is not None and piece[0] > 0
+        if pending and (
+            alone
+            or file["header"] != pending[0][0]["header"]
+            or sum(len(r) for _, r in pending) + len(rows) > BATCH_ROWS
+        ):
+            yield from maf_batches(pending)
+            pending = []
+        if alone:
+            keys = {p for name, p in _positions(file["header"]).items() if name in MAF_KEY and p}
+            earlier = read_rows(file["file_path"], header=True, span=(0, piece[0]), fields=keys)
+            yield from maf_batches([(file, rows)], earlier)
+        else:
+            pending.append((file, rows))
     if pending:
         yield from maf_batches(pending)
 
@@ -258,3 +264,54 @@ def _other_fields(columns: list[pa.Array], names: list[str], rows: int) -> pa.Ar
     np.cumsum(valid.reshape(rows, width).sum(axis=1), out=offsets[1:])
     keys = pa.array(names, pa.string()).take(pa.array(np.tile(np.arange(width), rows)))
     return pa.MapArray.from_arrays(pa.array(offsets), keys.filter(valid), items.filter(valid))
+
+
+def maf_rows(files: list[dict], mapped: dict, clinical: dict, marks: dict):
+    """MAFs of one task → `landing.Rows` of silver.tcga_mutations (project from the file's mapping, else
+    from the case's clinical record) and one report: rows read, rejected rows, and the barcodes seen."""
+    from lakehouse.landing import Report, Rows, add_provenance
+
+    read, bad, barcodes = 0, [], []
+    for batch in maf_file_batches(files):
+        table = pa.Table.from_batches([batch])
+        read += table.num_rows
+        rejected = pc.is_valid(table.column("reject_reason"))
+        if pc.any(rejected).as_py():
+            bad += (
+                table.filter(rejected)
+                .select(["file_path", "line_number", "record", "reject_reason"])
+                .rename_columns(["source_file", "line_number", "record", "reason"])
+                .to_pylist()
+            )
+        good = table.filter(pc.invert(rejected))
+        if good.num_rows == 0:
+            continue
+        paths = good.column("file_path")
+        present = pc.unique(paths).to_pylist()
+        by_file = pc.take(
+            pa.array([mapped.get(p) for p in present], pa.string()),
+            pc.index_in(paths, pa.array(present, pa.string())),
+        )
+        cases = list(clinical)
+        by_case = pc.take(
+            pa.array([clinical[c] for c in cases], pa.string()),
+            pc.index_in(good.column("case_barcode"), pa.array(cases, pa.string())),
+        )
+        project = pc.coalesce(by_file, by_case)
+        good = good.drop_columns(["reject_reason", "record", "project_id", "file_path"])
+        good = good.append_column("project_id", project).append_column("source_file", paths)
+        yield Rows("silver.tcga_mutations", add_provenance(good, marks), files[0]["file_path"])
+        for barcode, uuid in (
+            ("tumor_sample_barcode", "tumor_sample_uuid"),
+            ("matched_norm_sample_barcode", "matched_norm_sample_uuid"),
+        ):
+            seen = pa.table({"barcode": good.column(barcode), "source_file": paths, "project_id": project,
+                             "aliquot_id": good.column(uuid)})  # fmt: skip
+            seen = seen.filter(pc.is_valid(seen.column("barcode")))
+            grouped = seen.group_by(["barcode", "source_file"]).aggregate(
+                [("project_id", "max"), ("aliquot_id", "max")]
+            )
+            names = {"barcode": "barcode", "source_file": "source_file", "project_id_max": "project_id",
+                     "aliquot_id_max": "aliquot_id"}  # fmt: skip
+            barcodes += grouped.select(list(names)).rename_columns(list(names.values())).to_pylist()
+    yield Report({"rows": read, "bad": bad, "barcodes": barcodes})
