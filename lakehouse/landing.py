@@ -18,6 +18,10 @@ each table with `commit`, storing the files' counts in `quality.file_checks` jus
 transaction per table and run, with an application transaction id (`SetTransaction`) so that a retried or
 repeated run adds nothing. Files of a task that failed, or of a run
 that never committed, are not in the log: they are orphans that VACUUM removes.
+
+Crash points for tests: `LAKEHOUSE_FAILPOINT=task-after-files` kills a Spark task's Python worker once it
+has written its files; `LAKEHOUSE_FAILPOINT=after-commit:<table>` kills the driver just after it committed
+that table (`failpoint`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,14 @@ COMMIT_RETRIES = 10
 # Inputs this small are read and written in the driver (`write_pieces`); 0 sends everything to Spark tasks.
 IN_DRIVER_BYTES = int(os.environ.get("LAKEHOUSE_IN_DRIVER_BYTES", str(1 << 20)))
 _SAFE_DIRECTORY = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def failpoint(name: str) -> None:
+    """Kill this process here, as a crash would, when LAKEHOUSE_FAILPOINT names this point (tests)."""
+    if os.environ.get("LAKEHOUSE_FAILPOINT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ---------------------------------------------------------------------------------------------- targets
@@ -469,6 +481,7 @@ def write_pieces(
     def task(batches):
         rows = (tuple(row.values()) for batch in batches for row in batch.to_pylist())
         out = share(row for row in rows if any(v is not None for v in row))  # skip a share's padding
+        failpoint("task-after-files")
         if out:
             yield _output(out)
 
@@ -611,8 +624,7 @@ def commit(
     Before each attempt the files' expectation counts go to the target's ledger (`quality.file_checks`),
     with the result of comparing the added rows' key hashes (`DataFile.keys`) with the keys of the version
     the attempt builds on."""
-    from deltalake.exceptions import CommitFailedError
-    from deltalake.transaction import CommitProperties, Transaction
+    from deltalake.transaction import Transaction
 
     now = int(time.time() * 1000)
     adds = [_add(f, now) for f in files]
@@ -620,8 +632,8 @@ def commit(
     if isinstance(source, list | tuple):  # what must still be there: the sources these files hold rows of
         held = _sources_in(target, files)
         source = [s for s in source if s.sha256 in held]
-    for attempt in range(1, COMMIT_RETRIES + 1):
-        table = target.storage.delta_table()
+
+    def attempt(table):
         transactions = []
         if app_id is not None:
             done = table.transaction_version(app_id)
@@ -640,29 +652,42 @@ def commit(
             return _recorded(table, target, run, metadata)
         if target.ledger is not None:
             _count(target, table, files, rewritten, {r.path for r in removes}, run)
-        try:
-            table.create_write_transaction(
-                [*adds, *(_add(f, now) for f in rewritten), *removes],
-                "append",
-                target.schema,
-                partition_by=list(target.partition_by) or None,
-                commit_properties=CommitProperties(
-                    custom_metadata={"userMetadata": metadata},
-                    max_commit_retries=0,
-                    app_transactions=transactions or None,
-                ),
-            )
-        except CommitFailedError as conflict:
-            if attempt == COMMIT_RETRIES:
-                raise
-            wait = min(0.2 * 2**attempt, 10) * random.uniform(0.5, 1.5)
-            log.warning(
-                "%s: concurrent commit (%s); retry %d in %.1f s", target.name, conflict, attempt, wait
-            )
-            time.sleep(wait)
-            continue
+        _write(table, target, [*adds, *(_add(f, now) for f in rewritten), *removes], metadata, transactions)
         run.rows_written += sum(f.rows for f in files)
+        failpoint(f"after-commit:{target.name}")
         return _recorded(table, target, run, metadata)
+
+    return _retrying(target, attempt)
+
+
+def _write(table, target: Target, actions: list, metadata: str | None, transactions=()) -> None:
+    """One Delta commit of `actions` (delta-rs), failing rather than retrying on a conflict."""
+    from deltalake.transaction import CommitProperties
+
+    table.create_write_transaction(
+        actions, "append", target.schema, partition_by=list(target.partition_by) or None,
+        commit_properties=CommitProperties(
+            custom_metadata={"userMetadata": metadata} if metadata else None,
+            max_commit_retries=0,
+            app_transactions=list(transactions) or None,
+        ),
+    )  # fmt: skip
+
+
+def _retrying(target: Target, attempt: Callable):
+    """`attempt(table)` on a fresh view of the table until it commits: a concurrent commit makes it read
+    the table again and try again, with exponential backoff, up to COMMIT_RETRIES times."""
+    from deltalake.exceptions import CommitFailedError
+
+    for number in range(1, COMMIT_RETRIES + 1):
+        try:
+            return attempt(target.storage.delta_table())
+        except CommitFailedError as conflict:
+            if number == COMMIT_RETRIES:
+                raise
+            wait = min(0.2 * 2**number, 10) * random.uniform(0.5, 1.5)
+            log.warning("%s: concurrent commit (%s); retry %d in %.1f s", target.name, conflict, number, wait)
+            time.sleep(wait)
     raise AssertionError("unreachable")
 
 
@@ -721,34 +746,23 @@ def append(target: Target, rows: pa.Table, *, metadata: str | None = None, inste
     """Append `rows` to `target` in one commit, removing the files `instead_of` (DataFiles this process
     added earlier) in the same commit. Returns (version, the files added); version is None, and nothing
     is committed, when a file to remove is no longer live (OPTIMIZE compacted it)."""
-    from deltalake.exceptions import CommitFailedError
-    from deltalake.transaction import CommitProperties, RemoveAction
+    from deltalake.transaction import RemoveAction
 
     files = driver_files(target, rows, f"rows for {target.name}")
     now = int(time.time() * 1000)
     adds = [_add(f, now) for f in files]
     removes = [RemoveAction(f.path, True, now, f.size, f.partition) for f in instead_of]
-    for attempt in range(1, COMMIT_RETRIES + 1):
-        table = target.storage.delta_table()
+
+    def attempt(table):
         if removes:
             live = set(pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
             if any(r.path not in live for r in removes):
                 return None, []
-        try:
-            table.create_write_transaction(
-                [*adds, *removes], "append", target.schema, partition_by=list(target.partition_by) or None,
-                commit_properties=CommitProperties(
-                    custom_metadata={"userMetadata": metadata} if metadata else None, max_commit_retries=0
-                ),
-            )  # fmt: skip
-        except CommitFailedError:
-            if attempt == COMMIT_RETRIES:
-                raise
-            time.sleep(min(0.1 * 2**attempt, 5) * random.uniform(0.5, 1.5))
-            continue
+        _write(table, target, [*adds, *removes], metadata)
         table.update_incremental()
         return table.version(), files
-    raise AssertionError("unreachable")
+
+    return _retrying(target, attempt)
 
 
 def _sources_in(target: Target, files: Sequence[DataFile]) -> set[str]:
@@ -873,12 +887,15 @@ def _same_keys(table, target: Target, files: Sequence[DataFile], removed: set[st
     sizes = dict(zip(live.column("path").to_pylist(), live.column("size_bytes").to_pylist(), strict=True))
     fs = target.storage.filesystem()
     removes, rewrites = [], []
+    stored_key = [c for c in target.primary_key if c not in target.partition_by]
     for path, partition in _overlapping(live, list(target.primary_key), target.partition_by, files):
-        data = pq.read_table(f"{target.storage.root}/{unquote(path)}", filesystem=fs)
-        full = _with_partition(data, DataFile(path, 0, 0, partition, "{}"), target)
-        repeated = np.isin(key_hashes(full, target.primary_key), hashes)
-        if not repeated.any():
+        where = f"{target.storage.root}/{unquote(path)}"
+        described = DataFile(path, 0, 0, partition, "{}")
+        keys = _with_partition(pq.read_table(where, columns=stored_key, filesystem=fs), described, target)
+        repeated = np.isin(key_hashes(keys, target.primary_key), hashes)
+        if not repeated.any():  # only the key columns were read
             continue
+        full = _with_partition(pq.read_table(where, filesystem=fs), described, target)
         kept = full.filter(pa.array(~repeated))
         if kept.num_rows:
             rewrites.append(_rewrite(target, kept, partition, now))

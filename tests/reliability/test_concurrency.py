@@ -183,3 +183,94 @@ def test_kill_9_mid_write_leaves_the_previous_version_and_the_next_run_records_i
         partial,
         duplicated,
     )
+
+
+GOLD_KEY = [
+    "release",
+    "dataset",
+    "genome_build",
+    "contig",
+    "pos",
+    "ref",
+    "alt",
+    "subset",
+    "ancestry_group",
+    "sex",
+]
+
+
+def test_a_task_killed_after_writing_files_commits_nothing_and_a_rerun_lands_every_row_once(
+    spark, shared, tmp_path
+):
+    env, home = shared
+    vcf = write_gnomad_vcf(tmp_path / "gnomad.v4.206.genomes.task.vcf.bgz", records=400, seed=406)
+    data = home / "warehouse" / "silver.db" / "gnomad_variants"
+    before = version_of(spark, home, "silver.gnomad_variants")
+    existing = set(data.rglob("*.parquet"))
+    # Spark tasks even for this small file; each task's Python worker dies once its files are written.
+    crash = {**env, "LAKEHOUSE_FAILPOINT": "task-after-files", "LAKEHOUSE_IN_DRIVER_BYTES": "0"}
+    process = start(crash, "ingest", "gnomad", str(vcf))
+    code, _, err = finish(process)
+    if _alive(process.pid):  # the JVM it started, if still there
+        os.killpg(process.pid, signal.SIGKILL)
+    assert code != 0, err[-2000:]
+    assert set(data.rglob("*.parquet")) - existing, (
+        "the killed tasks wrote no file"
+    )  # orphans, not in the log
+    assert version_of(spark, home, "silver.gnomad_variants") == before
+    partial = table(spark, home, "silver.gnomad_variants").filter(F.col("source_file") == str(vcf)).count()
+
+    again = run_cli(env, "ingest", "gnomad", str(vcf))
+    assert again.returncode == 0, again.stderr[-2000:]
+    landed = table(spark, home, "silver.gnomad_variants").filter(F.col("source_file") == str(vcf))
+    lost, duplicated = alleles(vcf) - landed.count(), duplicates(landed, KEY)
+    assert (partial, lost, duplicated) == (0, 0, 0)
+    record(
+        "Spark task killed after writing its files",
+        f"the run failed ({err.strip().splitlines()[-1][:120]!r}); silver stayed at version {before}, its "
+        "files orphans outside the log; the rerun landed every row once",
+        lost,
+        partial,
+        duplicated,
+    )
+
+
+def test_the_driver_killed_between_the_silver_and_gold_commits_a_rerun_completes_gold_only(
+    spark, shared, tmp_path
+):
+    env, home = shared
+    vcf = write_gnomad_vcf(tmp_path / "gnomad.v4.207.genomes.gold.vcf.bgz", records=300, seed=407)
+    crash = {**env, "LAKEHOUSE_FAILPOINT": "after-commit:silver.gnomad_variants"}
+    process = start(crash, "ingest", "gnomad", str(vcf))
+    code, _, err = finish(process)
+    if _alive(process.pid):  # the JVM it started, if still there
+        os.killpg(process.pid, signal.SIGKILL)
+    assert code == -signal.SIGKILL, err[-2000:]
+    mine = F.col("source_file") == str(vcf)
+    silver_version = version_of(spark, home, "silver.gnomad_variants")
+    assert table(spark, home, "silver.gnomad_variants").filter(mine).count() == alleles(vcf)
+    assert table(spark, home, "gold.gnomad_population_frequencies").filter(mine).count() == 0
+
+    again = run_cli(env, "ingest", "gnomad", str(vcf))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert version_of(spark, home, "silver.gnomad_variants") == silver_version  # silver not committed again
+    landed = table(spark, home, "silver.gnomad_variants").filter(mine)
+    gold = table(spark, home, "gold.gnomad_population_frequencies").filter(mine)
+    lost, duplicated = alleles(vcf) - landed.count(), duplicates(landed, KEY) + duplicates(gold, GOLD_KEY)
+    assert gold.count() > 0 and (lost, duplicated) == (0, 0)
+    record(
+        "driver killed between the silver and gold commits",
+        f"silver held the file's {alleles(vcf)} rows and gold none; the rerun added no silver version and "
+        f"committed gold's {gold.count()} rows once",
+        lost,
+        0,
+        duplicated,
+    )
+
+
+def _alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True

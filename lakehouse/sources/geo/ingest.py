@@ -257,15 +257,15 @@ def ingest_geo(
             [row for r in reports for row in r["entities"] or []], schema=soft.ENTITY_SCHEMA
         )
         with_values = [by_path[r["path"]] for r in reports if r["values"]]
-        written_before = run.rows_written
         commit(expression, written.files.get(expression.name, []), run, replace=list(by_path),
                app_id=_app_id(expression, sources), source=_unique(with_values))  # fmt: skip
         platform_files = written.files.get(probes.name, [])
         gpls = sorted({f.group[1] for f in platform_files})
         with_platforms = _unique(by_path[f.group[0]] for f in platform_files)
+        written_before = run.rows_written
         commit(probes, platform_files, run, replace={"gpl_id": gpls},
                app_id=_app_id(probes, sources), source=with_platforms)  # fmt: skip
-        result.probes = sum(f.rows for f in platform_files) if run.rows_written > written_before else 0
+        result.probes = run.rows_written - written_before
         clock.tick("commit")
 
         _land_entities(spark, entities, by_path, run, result)
