@@ -40,6 +40,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _ingest(home: Path, inputs: list[Path]) -> float:
+    home.mkdir(parents=True)
     env = _env(home)
     subprocess.run([sys.executable, "-m", "lakehouse", "init"], env=env, cwd=home, check=True,
                    capture_output=True)  # fmt: skip
