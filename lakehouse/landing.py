@@ -595,6 +595,14 @@ def check_keys(targets: Iterable[Target], written: Written) -> None:
             )
 
 
+def transaction_id(table: str, sources) -> str:
+    """`commit`'s app_id for `table` and a set of input files: the same files, the same id."""
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(sorted(s.sha256 for s in sources)).encode()).hexdigest()
+    return f"{table}:{digest}"
+
+
 def commit(
     target: Target,
     files: Sequence[DataFile],
@@ -767,8 +775,6 @@ def append(target: Target, rows: pa.Table, *, metadata: str | None = None, inste
 
 def _sources_in(target: Target, files: Sequence[DataFile]) -> set[str]:
     """The source checksums `files` hold rows of (their statistics, else their `source_sha256` column)."""
-    import pyarrow.parquet as pq
-
     found: set[str] = set()
     fs = None
     for data_file in files:
@@ -778,11 +784,16 @@ def _sources_in(target: Target, files: Sequence[DataFile]) -> set[str]:
             found.add(low)
             continue
         fs = fs or target.storage.filesystem()
-        column = pq.read_table(
-            f"{target.storage.root}/{data_file.path}", columns=["source_sha256"], filesystem=fs
-        )
-        found |= set(pc.unique(column.column("source_sha256")).to_pylist())
+        found |= _checksums(target, data_file.path, fs)
     return found
+
+
+def _checksums(target: Target, path: str, fs) -> set[str]:
+    """The distinct `source_sha256` values of one data file of `target`."""
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(f"{target.storage.root}/{unquote(path)}", columns=["source_sha256"], filesystem=fs)
+    return set(pc.unique(column.column("source_sha256")).to_pylist())
 
 
 def _holds(table, source, target: Target | None = None) -> bool:
@@ -801,16 +812,11 @@ def _holds(table, source, target: Target | None = None) -> bool:
     missing -= {lo for lo, hi in zip(lows, highs, strict=True) if lo is not None and lo == hi}
     if not missing or target is None:
         return not missing
-    import pyarrow.parquet as pq
-
     fs = target.storage.filesystem()
     for path, lo, hi in zip(actions.column("path").to_pylist(), lows, highs, strict=True):
         if lo is not None and hi is not None and (lo == hi or not any(lo <= m <= hi for m in missing)):
             continue
-        found = pq.read_table(
-            f"{target.storage.root}/{unquote(path)}", columns=["source_sha256"], filesystem=fs
-        )
-        missing -= set(pc.unique(found.column("source_sha256")).to_pylist())
+        missing -= _checksums(target, path, fs)
         if not missing:
             return True
     return False
@@ -920,11 +926,7 @@ def _rows_not_from(target: Target, path: str, partition: dict, wanted: dict[str,
         mine = pc.or_(mine, mask)
     if not pc.any(mine).as_py():
         return None
-    kept = table.filter(pc.invert(mine))
-    for column, value in partition.items():
-        field_type = target.schema.field(column).type
-        kept = kept.append_column(column, pa.array([value] * kept.num_rows, pa.string()).cast(field_type))
-    return kept
+    return _with_partition(table.filter(pc.invert(mine)), DataFile(path, 0, 0, partition, "{}"), target)
 
 
 def _rewrite(target: Target, rows: pa.Table, partition: dict, now: int) -> DataFile:

@@ -21,6 +21,7 @@ from catalogue import duplicates, record
 from conftest import lakehouse_env, run_cli
 from pyspark.sql import functions as F
 
+from lakehouse.schemas import declaration
 from lakehouse.synth.gnomad import write_gnomad_vcf
 
 KEY = ["source_file", "contig", "pos", "ref", "alt"]
@@ -185,18 +186,18 @@ def test_kill_9_mid_write_leaves_the_previous_version_and_the_next_run_records_i
     )
 
 
-GOLD_KEY = [
-    "release",
-    "dataset",
-    "genome_build",
-    "contig",
-    "pos",
-    "ref",
-    "alt",
-    "subset",
-    "ancestry_group",
-    "sex",
-]
+ROOT = Path(__file__).resolve().parents[2]
+GOLD_KEY = list(declaration("gold.gnomad_population_frequencies", ROOT / "schemas").primary_key)
+
+
+def crash(env: dict[str, str], failpoint: str, *args: str, **extra: str) -> tuple[int, str]:
+    """Run `lakehouse ARGS` with LAKEHOUSE_FAILPOINT set; returns its exit code and stderr once it and the
+    JVM it started are gone."""
+    process = start({**env, "LAKEHOUSE_FAILPOINT": failpoint, **extra}, *args)
+    code, _, err = finish(process)
+    if _alive(process.pid):  # the JVM it started, if still there
+        os.killpg(process.pid, signal.SIGKILL)
+    return code, err
 
 
 def test_a_task_killed_after_writing_files_commits_nothing_and_a_rerun_lands_every_row_once(
@@ -208,11 +209,7 @@ def test_a_task_killed_after_writing_files_commits_nothing_and_a_rerun_lands_eve
     before = version_of(spark, home, "silver.gnomad_variants")
     existing = set(data.rglob("*.parquet"))
     # Spark tasks even for this small file; each task's Python worker dies once its files are written.
-    crash = {**env, "LAKEHOUSE_FAILPOINT": "task-after-files", "LAKEHOUSE_IN_DRIVER_BYTES": "0"}
-    process = start(crash, "ingest", "gnomad", str(vcf))
-    code, _, err = finish(process)
-    if _alive(process.pid):  # the JVM it started, if still there
-        os.killpg(process.pid, signal.SIGKILL)
+    code, err = crash(env, "task-after-files", "ingest", "gnomad", str(vcf), LAKEHOUSE_IN_DRIVER_BYTES="0")
     assert code != 0, err[-2000:]
     assert set(data.rglob("*.parquet")) - existing, (
         "the killed tasks wrote no file"
@@ -240,11 +237,7 @@ def test_the_driver_killed_between_the_silver_and_gold_commits_a_rerun_completes
 ):
     env, home = shared
     vcf = write_gnomad_vcf(tmp_path / "gnomad.v4.207.genomes.gold.vcf.bgz", records=300, seed=407)
-    crash = {**env, "LAKEHOUSE_FAILPOINT": "after-commit:silver.gnomad_variants"}
-    process = start(crash, "ingest", "gnomad", str(vcf))
-    code, _, err = finish(process)
-    if _alive(process.pid):  # the JVM it started, if still there
-        os.killpg(process.pid, signal.SIGKILL)
+    code, err = crash(env, "after-commit:silver.gnomad_variants", "ingest", "gnomad", str(vcf))
     assert code == -signal.SIGKILL, err[-2000:]
     mine = F.col("source_file") == str(vcf)
     silver_version = version_of(spark, home, "silver.gnomad_variants")

@@ -20,7 +20,6 @@ Then, in this order:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import time
@@ -39,6 +38,7 @@ from lakehouse.landing import (
     check_keys,
     commit,
     driver_files,
+    transaction_id,
     write_pieces,
 )
 from lakehouse.quality.quarantine import quarantine_rows
@@ -258,13 +258,13 @@ def ingest_geo(
         )
         with_values = [by_path[r["path"]] for r in reports if r["values"]]
         commit(expression, written.files.get(expression.name, []), run, replace=list(by_path),
-               app_id=_app_id(expression, sources), source=_unique(with_values))  # fmt: skip
+               app_id=transaction_id(expression.name, sources), source=_unique(with_values))  # fmt: skip
         platform_files = written.files.get(probes.name, [])
         gpls = sorted({f.group[1] for f in platform_files})
         with_platforms = _unique(by_path[f.group[0]] for f in platform_files)
         written_before = run.rows_written
         commit(probes, platform_files, run, replace={"gpl_id": gpls},
-               app_id=_app_id(probes, sources), source=with_platforms)  # fmt: skip
+               app_id=transaction_id(probes.name, sources), source=with_platforms)  # fmt: skip
         result.probes = run.rows_written - written_before
         clock.tick("commit")
 
@@ -315,7 +315,7 @@ def _land_genes(spark, run, settings, written, expression, probes, version, repo
     samples = sorted({s for r in reports for s in r["samples"]})
     before = run.rows_written
     commit(genes, derived.files.get(genes.name, []), run, replace={"source_file": [s.path for s in sources],
-           "gsm_id": samples}, app_id=_app_id(genes, sources))  # fmt: skip
+           "gsm_id": samples}, app_id=transaction_id(genes.name, sources))  # fmt: skip
     return run.rows_written - before
 
 
@@ -348,12 +348,6 @@ def _unique(sources) -> list[InputFile]:
     return sorted({s.path: s for s in sources}.values(), key=lambda s: s.path)
 
 
-def _app_id(target: Target, sources: list[InputFile]) -> str:
-    """One transaction id per table and set of input files (same files, same id)."""
-    digest = hashlib.sha256("\n".join(sorted(s.sha256 for s in sources)).encode()).hexdigest()
-    return f"{target.name}:{digest}"
-
-
 def _land_entities(spark, entities: pa.Table, by_path: dict[str, InputFile], run, result) -> None:
     """Series, platforms and samples from the files' blocks, each committed replacing the rows of the same
     accessions (the latest landing describes an entity; within one run, `transform.prefer_one`)."""
@@ -377,7 +371,7 @@ def _land_entities(spark, entities: pa.Table, by_path: dict[str, InputFile], run
         table = pa.Table.from_pylist([_as_arrow(row, target.schema) for row in rows], target.schema)
         files = driver_files(target, table, f"rows for {target.name}")
         commit(target, files, run, replace={accession: [r[accession] for r in rows]},
-               app_id=_app_id(target, sources), source=_unique(by_path[r["source_file"]] for r in rows))  # fmt: skip
+               app_id=transaction_id(target.name, sources), source=_unique(by_path[r["source_file"]] for r in rows))  # fmt: skip
 
 
 def _as_arrow(row: dict, schema: pa.Schema) -> dict:

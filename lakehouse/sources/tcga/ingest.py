@@ -17,7 +17,6 @@ samples) are MERGEd, filling gaps from what is stored.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from lakehouse.landing import (
     commit,
     keep_latest,
     read_table,
+    transaction_id,
     write_pieces,
 )
 from lakehouse.quality.quarantine import QUARANTINE_TABLE, quarantine_rows
@@ -223,10 +223,9 @@ class _Lander:
         """Commit what the tasks wrote for table `name`, once per batch of input files."""
         target = self.target(name)
         inputs = sorted((self.inputs[p] for p in set(sources)), key=lambda i: i.path)
-        digest = hashlib.sha256("\n".join(i.sha256 for i in inputs).encode()).hexdigest()
         files = written.files.get(name, [])
         self.result.rows[name] = self.result.rows.get(name, 0) + sum(f.rows for f in files)
-        commit(target, files, self.run, app_id=f"{name}:{digest}", source=inputs or None, **how)
+        commit(target, files, self.run, app_id=transaction_id(name, inputs), source=inputs or None, **how)
 
     def add_barcodes(self, rows: list[dict]) -> None:
         if rows:
