@@ -522,10 +522,24 @@ def repeated_keys(target: Target, written: Written, limit: int = 5) -> list[dict
                 value = data_file.partition[column]
                 table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
         parts.append(table.select(key))
-    keys = pa.concat_tables(parts)
-    counted = keys.group_by(key).aggregate([([], "count_all")])
+    return repeats(pa.concat_tables(parts), key, limit)
+
+
+def repeats(rows: pa.Table, key: Sequence[str], limit: int = 5) -> list[dict]:
+    """Up to `limit` values of `key` that more than one of `rows` holds."""
+    if rows.num_rows < 2:
+        return []
+    counted = rows.select(list(key)).group_by(list(key)).aggregate([([], "count_all")])
     repeated = counted.filter(pc.greater(counted.column("count_all"), 1)).slice(0, limit)
-    return repeated.select(key).to_pylist()
+    return repeated.select(list(key)).to_pylist()
+
+
+def _refuse_repeats(target: Target, found: list[dict], what: str) -> None:
+    if found:
+        shown = "; ".join(", ".join(f"{k}={v}" for k, v in key.items()) for key in found)
+        raise DataError(
+            f"cannot write {target.name}: {what} repeats primary key ({', '.join(target.primary_key)}): {shown}"
+        )
 
 
 def keep_latest(target: Target, written: Written, rank: Callable[[str], object]) -> int:
@@ -586,13 +600,7 @@ def _with_partition(table: pa.Table, data_file: DataFile, target: Target) -> pa.
 def check_keys(targets: Iterable[Target], written: Written) -> None:
     """Refuse the landing, before any commit, when the rows written for a table repeat its primary key."""
     for target in targets:
-        repeats = repeated_keys(target, written)
-        if repeats:
-            shown = "; ".join(", ".join(f"{k}={v}" for k, v in key.items()) for key in repeats)
-            raise DataError(
-                f"cannot write {target.name}: the input repeats primary key "
-                f"({', '.join(target.primary_key)}): {shown}"
-            )
+        _refuse_repeats(target, repeated_keys(target, written), "the input")
 
 
 def transaction_id(table: str, sources) -> str:
@@ -737,17 +745,93 @@ def read_table(spark, name: str, columns: Sequence[str], where=None) -> pa.Table
 def land_rows(target: Target, rows: pa.Table, run, *, source=None, replace: Sequence[str] = ()) -> int:
     """Write `rows` from the driver and `commit` them (replacing the rows of the `replace` sources);
     refused when they repeat the table's primary key."""
-    if target.primary_key and rows.num_rows > 1:
-        key = list(target.primary_key)
-        counted = rows.select(key).group_by(key).aggregate([([], "count_all")])
-        repeated = counted.filter(pc.greater(counted.column("count_all"), 1)).select(key).slice(0, 5)
-        if repeated.num_rows:
-            raise DataError(
-                f"cannot write {target.name}: the rows repeat primary key ({', '.join(key)}): "
-                f"{repeated.to_pylist()}"
-            )
+    if target.primary_key:
+        _refuse_repeats(target, repeats(rows, target.primary_key), "the batch")
     files = driver_files(target, rows, f"rows for {target.name}")
     return commit(target, files, run, replace=replace, source=source)
+
+
+# ---------------------------------------------------------------------------------------------- dimensions
+# Small tables that many files each describe a part of (TCGA's files, cases and samples; GEO's series,
+# platforms and samples): rows built in the driver, upserted on the primary key.
+
+PROVENANCE_NAMES = frozenset(
+    ("source_file", "source_sha256", "source_release", "ingest_run_id", "ingested_at")
+)
+
+
+def stored_rows(target: Target, keys: pa.Table) -> pa.Table:
+    """The rows of `target`'s current version whose primary key one of `keys` holds (delta-rs, no Spark)."""
+    import pyarrow.dataset as pads
+
+    key = list(target.primary_key)
+    first = pc.unique(keys.column(key[0]).drop_null())
+    found = target.storage.delta_table().to_pyarrow_dataset().to_table(filter=pads.field(key[0]).isin(first))
+    if len(key) > 1:
+        wanted = set(zip(*(keys.column(k).to_pylist() for k in key), strict=True))
+        held = zip(*(found.column(k).to_pylist() for k in key), strict=True)
+        found = found.filter(pa.array([k in wanted for k in held], pa.bool_()))
+    return found.select(target.schema.names).cast(target.schema)
+
+
+def fill_gaps(rows: pa.Table, stored: pa.Table, key: Sequence[str]) -> pa.Table:
+    """`rows` with each null value filled from the stored row of the same key and each map merged with the
+    stored one (a row's own entries win); provenance stays the row's. Both tables share one schema."""
+    old = _by_key(stored, key)
+    maps = {f.name for f in rows.schema if pa.types.is_map(f.type)}
+    filled = []
+    for row in rows.to_pylist():
+        before = old.get(tuple(row[k] for k in key))
+        if before is not None:
+            for name, value in row.items():
+                if name in PROVENANCE_NAMES or name in key:
+                    continue
+                if name in maps:
+                    mine = dict(value or [])
+                    row[name] = [(k, v) for k, v in before[name] or [] if k not in mine] + list(mine.items())
+                elif value is None:
+                    row[name] = before[name]
+        filled.append(row)
+    return pa.Table.from_pylist(filled, rows.schema)
+
+
+def changed_rows(rows: pa.Table, stored: pa.Table, key: Sequence[str]) -> pa.Table:
+    """The `rows` that hold a key `stored` does not, or values (provenance aside) the stored row of their key
+    does not: what an upsert must write. Maps compare as mappings."""
+    old = _by_key(stored, key)
+    maps = {f.name for f in rows.schema if pa.types.is_map(f.type)}
+    values = [n for n in rows.column_names if n not in PROVENANCE_NAMES]
+
+    def same(row: dict, before: dict) -> bool:
+        return all(
+            (dict(row[n] or []) == dict(before[n] or [])) if n in maps else row[n] == before[n]
+            for n in values
+        )
+
+    keep = []
+    for row in rows.to_pylist():
+        before = old.get(tuple(row[k] for k in key))
+        keep.append(before is None or not same(row, before))
+    return rows.filter(pa.array(keep, pa.bool_()))
+
+
+def _by_key(table: pa.Table, key: Sequence[str]) -> dict[tuple, dict]:
+    return {tuple(row[k] for k in key): row for row in table.to_pylist()}
+
+
+def upsert_rows(target: Target, rows: pa.Table, run, *, source=None, fill: bool = False, stored=None) -> int:
+    """Upsert `rows` (few, built in the driver) on `target`'s primary key, in one commit: the rows that
+    change nothing stored are left out, so landing the same input again commits nothing; with `fill`, a
+    row's nulls are first filled from the stored row (`fill_gaps`). `stored` is what `stored_rows` gave for
+    these keys, when the caller read it already. Returns the version committed (or the current one)."""
+    rows = rows.select(target.schema.names).cast(target.schema)
+    _refuse_repeats(target, repeats(rows, target.primary_key), "the batch")
+    stored = stored_rows(target, rows) if stored is None else stored
+    if fill:
+        rows = fill_gaps(rows, stored, target.primary_key)
+    rows = changed_rows(rows, stored, target.primary_key)
+    files = driver_files(target, rows, f"rows for {target.name}") if rows.num_rows else []
+    return commit(target, files, run, source=source, by_key=True)
 
 
 def append(target: Target, rows: pa.Table, *, metadata: str | None = None, instead_of=()) -> tuple[int, list]:

@@ -17,10 +17,13 @@ from lakehouse.landing import (
     Report,
     Rows,
     Target,
+    changed_rows,
     check_keys,
     commit,
     conform,
     file_stats,
+    fill_gaps,
+    upsert_rows,
     write_pieces,
 )
 from lakehouse.runs import IngestRun, InputFile
@@ -89,6 +92,60 @@ def test_conform_orders_casts_and_names_the_line_of_a_missing_required_value():
         conform(rows.set_column(0, "pos", pa.array([1, None])), target, "probe.txt")
     with pytest.raises(DataError, match=r"columns not declared for silver.landing_probe: \['extra'\]"):
         conform(rows.append_column("extra", pa.array([1, 2])), target, "probe.txt")
+
+
+def _dimension(rows: list[dict]) -> pa.Table:
+    schema = pa.schema([("case", pa.string()), ("age", pa.int32()), ("fields", pa.map_(pa.string(), pa.string())),
+                        ("source_file", pa.string())])  # fmt: skip
+    return pa.Table.from_pylist(rows, schema)
+
+
+def test_gaps_fill_from_the_stored_row_and_maps_merge_with_the_rows_entries_winning():
+    stored = _dimension([
+        {"case": "C1", "age": 40, "fields": [("stage", "II"), ("site", "breast")], "source_file": "old.tsv"},
+        {"case": "C2", "age": None, "fields": None, "source_file": "old.tsv"},
+    ])  # fmt: skip
+    rows = _dimension([
+        {"case": "C1", "age": None, "fields": [("stage", "III")], "source_file": "new.tsv"},
+        {"case": "C2", "age": 7, "fields": [("grade", "G1")], "source_file": "new.tsv"},
+        {"case": "C3", "age": None, "fields": None, "source_file": "new.tsv"},
+    ])  # fmt: skip
+    filled = fill_gaps(rows, stored, ["case"]).to_pylist()
+    assert filled[0] == {"case": "C1", "age": 40, "fields": [("site", "breast"), ("stage", "III")],
+                         "source_file": "new.tsv"}  # fmt: skip
+    assert filled[1]["age"] == 7 and filled[1]["fields"] == [("grade", "G1")]
+    assert filled[2] == {"case": "C3", "age": None, "fields": None, "source_file": "new.tsv"}
+    # what an upsert writes: new keys and changed values; provenance and map order are not a change
+    same = _dimension([{"case": "C1", "age": 40, "fields": [("site", "breast"), ("stage", "II")],
+                        "source_file": "elsewhere.tsv"}])  # fmt: skip
+    assert changed_rows(same, stored, ["case"]).num_rows == 0
+    assert changed_rows(rows, stored, ["case"]).column("case").to_pylist() == ["C1", "C2", "C3"]
+
+
+def test_an_upsert_of_driver_rows_replaces_by_key_and_commits_nothing_when_nothing_changes(
+    spark, settings, probe
+):
+    decl, source = probe
+    with IngestRun(spark, settings, job="landing-test", inputs=[source], validate=False) as run:
+        target = Target.of(spark, decl)
+        mark = Provenance.of(source, run)
+
+        def rows(positions: list[int], value: float | None) -> pa.Table:
+            n = len(positions)
+            return mark.add_to(pa.table({"contig": ["chr1"] * n, "pos": pa.array(positions, pa.int64()),
+                                         "value": pa.array([value] * n, pa.float64()),
+                                         "line_number": pa.array(range(n), pa.int64())}))  # fmt: skip
+
+        first = upsert_rows(target, rows([1, 2, 3], 0.5), run, source=[source])
+        assert upsert_rows(target, rows([1, 2], 0.5), run, source=[source]) == first  # nothing changed
+        second = upsert_rows(target, rows([2, 4], None), run, source=[source], fill=True)
+        with pytest.raises(
+            DataError, match=r"the batch repeats primary key \(contig, pos\): contig=chr1, pos=5"
+        ):
+            upsert_rows(target, rows([5, 5], 1.0), run, source=[source])
+    assert second == first + 1
+    stored = {r.pos: r.value for r in spark.table(decl.name).collect()}
+    assert stored == {1: 0.5, 2: 0.5, 3: 0.5, 4: None}  # pos 2's null value was filled from the stored row
 
 
 @pytest.fixture

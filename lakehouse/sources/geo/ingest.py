@@ -10,7 +10,8 @@ Then, in this order:
 - expression values are committed replacing the rows of the same files, platform probes replacing the
   probes of the same platforms (a platform in several files of a run lands from the first by path), each in
   one Delta transaction with an idempotent transaction id: re-ingesting the same files adds nothing;
-- series, platforms and samples (small) are MERGEd on their keys from the blocks' attributes;
+- series, platforms and samples (small) are upserted on their keys from the blocks' attributes, in the
+  driver (`landing.upsert_rows`);
 - problems go to `quality.quarantine` once per (file checksum, line, reason);
 - the gate validates the new expression and probe versions; only then are the gene values derived, by a
   second engine job over the files just committed (`gene_rows`), and committed replacing the genes of the
@@ -37,8 +38,8 @@ from lakehouse.landing import (
     Target,
     check_keys,
     commit,
-    driver_files,
     transaction_id,
+    upsert_rows,
     write_pieces,
 )
 from lakehouse.quality.quarantine import quarantine_rows
@@ -349,15 +350,14 @@ def _unique(sources) -> list[InputFile]:
 
 
 def _land_entities(spark, entities: pa.Table, by_path: dict[str, InputFile], run, result) -> None:
-    """Series, platforms and samples from the files' blocks, each committed replacing the rows of the same
-    accessions (the latest landing describes an entity; within one run, `transform.prefer_one`)."""
+    """Series, platforms and samples from the files' blocks, each upserted on its accession (the latest
+    landing describes an entity; within one run, `transform.prefer_one`)."""
     blocks = entities.filter(pc.not_equal(entities.column("kind"), "problem")).to_pylist()
     dirs = run.settings.schemas_dir
-    sources = list(by_path.values())
-    for key, rows_of, accession in (
-        ("platforms", transform.platform_rows, "gpl_id"),
-        ("series", transform.series_rows, "gse_id"),
-        ("samples", transform.sample_rows, "gsm_id"),
+    for key, rows_of in (
+        ("platforms", transform.platform_rows),
+        ("series", transform.series_rows),
+        ("samples", transform.sample_rows),
     ):
         rows = rows_of(blocks)
         setattr(result, key, len(rows))
@@ -369,9 +369,7 @@ def _land_entities(spark, entities: pa.Table, by_path: dict[str, InputFile], run
             row.update(source_sha256=source.sha256, source_release=None, ingest_run_id=run.run_id,
                        ingested_at=run.started_at.replace(tzinfo=dt.UTC))  # fmt: skip
         table = pa.Table.from_pylist([_as_arrow(row, target.schema) for row in rows], target.schema)
-        files = driver_files(target, table, f"rows for {target.name}")
-        commit(target, files, run, replace={accession: [r[accession] for r in rows]},
-               app_id=transaction_id(target.name, sources), source=_unique(by_path[r["source_file"]] for r in rows))  # fmt: skip
+        upsert_rows(target, table, run, source=_unique(by_path[r["source_file"]] for r in rows))
 
 
 def _as_arrow(row: dict, schema: pa.Schema) -> dict:

@@ -24,12 +24,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from lakehouse.catalog import ensure_table
 from lakehouse.errors import DataError
 from lakehouse.landing import (
+    PROVENANCE_NAMES,
     Provenance,
     Report,
     Rows,
@@ -38,9 +37,12 @@ from lakehouse.landing import (
     add_provenance,
     check_keys,
     commit,
+    fill_gaps,
     keep_latest,
     read_table,
+    stored_rows,
     transaction_id,
+    upsert_rows,
     write_pieces,
 )
 from lakehouse.quality.quarantine import QUARANTINE_TABLE, quarantine_rows
@@ -49,7 +51,7 @@ from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import TableDecl, declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.tcga import readers
-from lakehouse.sources.tcga.barcodes import BARCODE_COLUMNS, arrow_parts, barcode_parts, case_of
+from lakehouse.sources.tcga.barcodes import BARCODE_COLUMNS, arrow_parts, case_of
 from lakehouse.sources.tcga.counts import (
     COUNT_FIELDS,
     FILE_FIELDS,
@@ -59,10 +61,9 @@ from lakehouse.sources.tcga.counts import (
 )
 from lakehouse.sources.tcga.formats import Sniffed, sniff
 from lakehouse.sources.tcga.maf import maf_rows
-from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields
+from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields, survival
 from lakehouse.sources.tcga.tabular import Memo, _bytes, pieces
 from lakehouse.storage import open_table
-from lakehouse.tables import upsert
 from lakehouse.tasks import deal
 
 MUTATIONS = "silver.tcga_mutations"
@@ -74,6 +75,7 @@ FILES = "silver.tcga_files"
 GOLD = "gold.tcga_gene_expression"
 TABLES = (MUTATIONS, EXPRESSION, EXPRESSION_QC, CLINICAL, SAMPLES, FILES, GOLD)
 
+BARCODE_ROW = ("barcode", "source_file", "project_id", "case_id", "sample_id", "aliquot_id")
 MAPPING_KINDS = ("sample_sheet", "manifest", "file_metadata_json", "file_sample_map")
 ORDER = (
     *MAPPING_KINDS,
@@ -170,36 +172,38 @@ class _Lander:
     def __init__(self, spark, decls: dict[str, TableDecl], run: IngestRun, inputs, release, result):
         self.spark, self.decls, self.run, self.inputs, self.release = spark, decls, run, inputs, release
         self.result = result
-        self.barcodes: list[
-            DataFrame
-        ] = []  # (barcode, source_file, project_id, case_id, sample_id, aliquot_id)
+        self.barcodes: list[dict] = []  # barcode, source_file, project_id, case_id, sample_id, aliquot_id
         self.mapping: dict[str, dict] = {}
         self.touched_files: list[str] = []  # GDC file names of the count files landed
         self.touched_paths: list[str] = []  # and their paths
         self.targets: dict[str, Target] = {}
 
     # --- shared helpers ---------------------------------------------------------------------------
-    def provenance(self, frame: DataFrame) -> DataFrame:
-        """Add source_sha256 (from the row's source_file), release, run id and time."""
-        shas = self.spark.createDataFrame(
-            [(path, item.sha256) for path, item in self.inputs.items()],
-            "source_file string, source_sha256 string",
+    def upsert(self, name: str, rows: list[dict], derive=None) -> None:
+        """Upsert `rows` (dicts naming their `source_file`) on table `name`'s key, with provenance, each
+        row's gaps filled from the stored row of its key, then `derive` (Arrow in and out) applied."""
+        self.result.rows[name] = self.result.rows.get(name, 0) + len(rows)
+        if not rows:
+            return
+        target = self.target(name)
+        plain = pa.schema(
+            [f for f in target.schema if f.name not in PROVENANCE_NAMES or f.name == "source_file"]
         )
-        return frame.join(F.broadcast(shas), on="source_file", how="left").select(
-            "*",
-            F.lit(self.release).cast("string").alias("source_release"),
-            F.lit(self.run.run_id).alias("ingest_run_id"),
-            F.lit(self.run.started_at).cast("timestamp").alias("ingested_at"),
+        maps = {f.name for f in plain if pa.types.is_map(f.type)}
+        table = pa.Table.from_pylist(
+            [
+                {n: list(r[n].items()) if n in maps and r.get(n) else r.get(n) for n in plain.names}
+                for r in rows
+            ],
+            plain,
         )
-
-    def write(self, name: str, frame: DataFrame, fill: bool = False) -> None:
-        decl = self.decls[name]
-        if fill:
-            frame = fill_from_existing(self.spark, frame, decl)
-        count = frame.count()
-        self.result.rows[name] = self.result.rows.get(name, 0) + count
-        if count:  # a MERGE of nothing commits nothing, and there would be no version to record
-            upsert(self.spark, frame, decl, self.run)
+        paths = sorted(set(table.column("source_file").to_pylist()))
+        table = add_provenance(table, self.marks(paths)).select(target.schema.names).cast(target.schema)
+        stored = stored_rows(target, table)
+        table = fill_gaps(table, stored, target.primary_key)
+        if derive is not None:
+            table = derive(table)
+        upsert_rows(target, table, self.run, source=[self.inputs[p] for p in paths], stored=stored)
 
     def reject(self, table: str, bad: list[dict]) -> None:
         """Quarantine `bad` rows (source_file, line_number, record, reason) of `table`, once."""
@@ -228,12 +232,7 @@ class _Lander:
         commit(target, files, self.run, app_id=transaction_id(name, inputs), source=inputs or None, **how)
 
     def add_barcodes(self, rows: list[dict]) -> None:
-        if rows:
-            schema = "barcode string, source_file string, project_id string, case_id string, sample_id string, aliquot_id string"
-            cols = [c.split()[0] for c in schema.split(", ")]
-            self.barcodes.append(
-                self.spark.createDataFrame([tuple(r.get(c) for c in cols) for r in rows], schema)
-            )
+        self.barcodes += [row for row in rows if row.get("barcode")]
 
     # --- file mappings ----------------------------------------------------------------------------
     def mappings(self, items: list[Sniffed]) -> None:
@@ -251,14 +250,7 @@ class _Lander:
         self.mapping.update(merged)
         if not merged:
             return
-        frame = self.spark.createDataFrame(
-            [tuple(r.get(c) for c in (*FILE_COLUMNS, "source_file")) for r in merged.values()],
-            self.decls[FILES]
-            .spark_schema()
-            .__class__([f for f in self.decls[FILES].spark_schema().fields if f.name in FILE_COLUMNS])
-            .add("source_file", "string"),
-        )
-        self.write(FILES, self.provenance(frame), fill=True)
+        self.upsert(FILES, list(merged.values()))
         self.add_barcodes(
             [
                 {
@@ -329,18 +321,7 @@ class _Lander:
                     current[key] = {**value, **current[key]}
                 elif current.get(key) is None and value is not None:
                     current[key] = value
-        schema = self.decls[CLINICAL].spark_schema()
-        names = [
-            f.name
-            for f in schema.fields
-            if f.name not in ("source_sha256", "source_release", "ingest_run_id", "ingested_at")
-        ]
-        frame = self.spark.createDataFrame(
-            [tuple(r.get(n) for n in names) for r in folded.values()],
-            schema.__class__([f for f in schema.fields if f.name in names]),
-        )
-        frame = _derive_survival(fill_from_existing(self.spark, self.provenance(frame), self.decls[CLINICAL]))
-        self.write(CLINICAL, frame)
+        self.upsert(CLINICAL, list(folded.values()), derive=with_survival)
         self.add_barcodes(
             [
                 {
@@ -514,26 +495,26 @@ class _Lander:
 
     # --- samples and gold -------------------------------------------------------------------------
     def samples(self) -> None:
+        """Every barcode seen, decomposed, once: the first file naming it by path, the largest of each GDC
+        id and project given for it."""
         if not self.barcodes:
             return
-        union = self.barcodes[0]
-        for frame in self.barcodes[1:]:
-            union = union.unionByName(frame)
-        parts = barcode_parts(F.col("barcode"))
-        parsed = union.select(
-            *[parts[c].alias(c) for c in BARCODE_COLUMNS],
-            "source_file",
-            "project_id",
-            "case_id",
-            "sample_id",
-            "aliquot_id",
-        ).filter(F.col("barcode").isNotNull())
-        folded = parsed.groupBy("barcode").agg(
-            *[F.first(c, ignorenulls=True).alias(c) for c in BARCODE_COLUMNS if c != "barcode"],
-            F.min("source_file").alias("source_file"),
-            *[F.max(c).alias(c) for c in ("project_id", "case_id", "sample_id", "aliquot_id")],
-        )
-        self.write(SAMPLES, self.provenance(folded), fill=True)
+        seen = pa.Table.from_pylist(self.barcodes, pa.schema([(c, pa.string()) for c in BARCODE_ROW]))
+        parts = arrow_parts(seen.column("barcode"))
+        rows: dict[str, dict] = {}
+        for n, row in enumerate(seen.to_pylist()):
+            barcode = parts["barcode"][n].as_py()
+            if barcode is None:
+                continue
+            folded = rows.get(barcode)
+            if folded is None:
+                rows[barcode] = {**row, **{c: parts[c][n].as_py() for c in BARCODE_COLUMNS}}
+                continue
+            folded["source_file"] = min(folded["source_file"], row["source_file"])
+            for column in ("project_id", "case_id", "sample_id", "aliquot_id"):
+                if row[column] is not None and (folded[column] is None or row[column] > folded[column]):
+                    folded[column] = row[column]
+        self.upsert(SAMPLES, list(rows.values()))
 
     def gold(self) -> None:
         """gold.tcga_gene_expression for every sample this batch brought counts for, from every file of
@@ -632,42 +613,22 @@ def resolve_file(path: Path, known: dict[str, dict]) -> tuple[dict | None, str]:
     return None, ""
 
 
-def fill_from_existing(spark, incoming: DataFrame, decl: TableDecl) -> DataFrame:
-    """`incoming` with its nulls filled from the stored row of the same key (maps merged, incoming wins)."""
-    key = list(decl.primary_key)
-    skip = {*key, "source_file", "source_sha256", "source_release", "ingest_run_id", "ingested_at"}
-    values = [c for c in decl.column_names if c in incoming.columns and c not in skip]
-    stored = spark.table(decl.name).select(*key, *[F.col(c).alias(f"old_{c}") for c in values])
-    joined = incoming.join(stored, on=key, how="left")
-    out = []
-    for column in decl.columns:
-        name = column.name
-        if name not in incoming.columns:
-            continue
-        if name not in values:
-            out.append(F.col(name))
-        elif column.type.startswith("map"):
-            old = F.coalesce(F.col(f"old_{name}"), F.create_map().cast(column.type))
-            out.append(_merge_maps(old, F.col(name)).alias(name))
-        else:
-            out.append(F.coalesce(F.col(name), F.col(f"old_{name}")).alias(name))
-    return joined.select(*out)
-
-
-def _merge_maps(old, new):
-    """Keys of `new` win; keys only in `old` are kept."""
-    return F.map_concat(F.map_filter(old, lambda k, v: ~F.array_contains(F.map_keys(new), k)), new)
-
-
-def _derive_survival(frame: DataFrame) -> DataFrame:
+def with_survival(clinical: pa.Table) -> pa.Table:
     """Overall survival and event from the (filled) vital status and days: dead → days to death."""
-    vital = F.col("vital_status")
-    return frame.withColumn("death_event", F.when(vital == "dead", 1).when(vital == "alive", 0)).withColumn(
-        "overall_survival_days",
-        F.when(vital == "dead", F.coalesce("days_to_death", "days_to_last_follow_up")).when(
-            vital == "alive", F.col("days_to_last_follow_up")
-        ),
-    )
+    pairs = [
+        survival(*values)
+        for values in zip(*(clinical.column(c).to_pylist() for c in ("vital_status", "days_to_death",
+                                                                     "days_to_last_follow_up")), strict=True)
+    ]  # fmt: skip
+    for name, values in (
+        ("death_event", [p[0] for p in pairs]),
+        ("overall_survival_days", [p[1] for p in pairs]),
+    ):
+        at = clinical.schema.get_field_index(name)
+        clinical = clinical.set_column(
+            at, clinical.schema.field(at), pa.array(values, clinical.schema.field(at).type)
+        )
+    return clinical
 
 
 def land_synthetic(spark, settings: Settings, cases: int = 6, genes: int = 60) -> TcgaIngest:

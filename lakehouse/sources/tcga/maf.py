@@ -143,7 +143,11 @@ def maf_batches(files: list[tuple[dict, Rows]], earlier: Rows | None = None):
     values = {name: value(rows, position.get(name), kind)[0] for name, kind in MAF_TYPED.items()}
     others = [name for name in names if name not in MAF_TYPED]
     cleaned = {name: clean(rows.field(position[name])) for name in others}
-    parts = arrow_parts(values["tumor_sample_barcode"])
+    parts = {
+        name: part
+        for name, part in arrow_parts(values["tumor_sample_barcode"]).items()
+        if name in ("case_barcode", "sample_barcode", "sample_type_code", "sample_type")
+    }
     keys = [values[name] for name in MAF_KEY]
     if earlier is not None and len(earlier):
         before = [value(earlier, position.get(name), MAF_TYPED[name])[0] for name in MAF_KEY]
