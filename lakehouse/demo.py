@@ -1,4 +1,5 @@
-"""The foundation stage of the main job: a tiny generated input landed through the real write path."""
+"""The foundation stage of the main job: a tiny generated input landed through the landing engine, as every
+source lands (read in the driver with pyarrow, committed replacing the same file's rows)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import csv
 import random
 from pathlib import Path
 
+import pyarrow as pa
+from pyarrow import csv as pa_csv
+
+from lakehouse.landing import Provenance, Target, land_rows
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
-from lakehouse.tables import replace_source, with_provenance
 
 DEMO_TABLE = "bronze.demo_measurements"
 GENES = ("TP53", "BRCA1", "EGFR", "KRAS", "MYC", "PTEN", "ESR1", "ERBB2")
@@ -33,9 +37,9 @@ def land_demo(spark, settings: Settings, path: Path | None = None) -> IngestRun:
     decl = declaration(DEMO_TABLE, settings.schemas_dir)
     source = InputFile.of(path)
     with IngestRun(spark, settings, job="demo", inputs=[source]) as run:
-        frame = spark.read.csv(
-            str(path), header=True, schema="sample_id string, gene_symbol string, value double"
-        )
-        run.rows_read = frame.count()
-        replace_source(spark, with_provenance(frame, source, run), decl, run, source)
+        types = {"sample_id": pa.string(), "gene_symbol": pa.string(), "value": pa.float64()}
+        rows = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
+        run.rows_read = rows.num_rows
+        target = Target.of(spark, decl, settings.schemas_dir)
+        land_rows(target, Provenance.of(source, run).add_to(rows), run, source=source, replace=[source.path])
     return run

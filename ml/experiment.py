@@ -377,9 +377,11 @@ def record_finding(
     decided: str,
     code: str,
 ) -> None:
+    import pyarrow as pa
+
+    from lakehouse.landing import Target, land_rows
     from lakehouse.runs import IngestRun
     from lakehouse.schemas import declaration
-    from lakehouse.tables import append_rows
 
     decl = declaration(FINDINGS_TABLE, settings.schemas_dir)
     row = {
@@ -402,7 +404,8 @@ def record_finding(
         "recorded_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
     }
     with IngestRun(spark, settings, job=f"experiment {spec.name}") as run:
-        append_rows(spark, spark.createDataFrame([row], decl.spark_schema()), decl, run)
+        target = Target.of(spark, decl, settings.schemas_dir)
+        land_rows(target, pa.Table.from_pylist([row], target.schema), run)
 
 
 def findings(spark, negative: bool = False):

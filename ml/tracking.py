@@ -308,24 +308,42 @@ def package_versions() -> dict[str, str]:
 
 
 def log_inputs(spark, inputs: list[dict]) -> None:
-    """Log each input as an MLflow Delta dataset and as the `lakehouse.inputs` tag (table, version, ids).
+    """Log each input as an MLflow dataset whose source is the Delta table at that version, and as the
+    `lakehouse.inputs` tag (table, version, ids). The datasets carry the table's name, version and schema,
+    read from the Delta log with delta-rs: logging them runs no Spark job.
 
-    MLflow's Delta source drops version 0 from its dict form and hashes the query plan for its digest, so
-    the tag, not the dataset entry, is what lineage reads; the dataset entries keep MLflow's UI useful.
+    The tag, not the dataset entry, is what lineage reads; the dataset entries keep MLflow's UI useful.
     """
     import mlflow
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    from lakehouse.storage import open_table
 
     for item in inputs:
-        frame = spark.read.option("versionAsOf", item["version"]).table(item["table_name"])
-        dataset = mlflow.data.from_spark(
-            frame,
-            table_name=item["table_name"],
-            version=str(item["version"]),
-            name=f"{item['table_name']}@v{item['version']}",
-            digest=f"{item['table_name']}@v{item['version']}"[:36],
+        name, version = item["table_name"], int(item["version"])
+        delta = open_table(spark, name, version)
+        source = DeltaDatasetSource(delta_table_name=name, delta_table_version=version)
+        dataset = MetaDataset(
+            source, name=f"{name}@v{version}", digest=f"{name}@v{version}"[:36], schema=_schema(delta)
         )
         mlflow.log_input(dataset, context=item.get("context", "training"))
     mlflow.set_tag("lakehouse.inputs", json.dumps(inputs, sort_keys=True))
+
+
+def _schema(delta):
+    """The MLflow schema of a Delta table's columns (nested columns described as strings)."""
+    from mlflow.types.schema import ColSpec, DataType, Schema
+
+    kinds = {"string": DataType.string, "long": DataType.long, "integer": DataType.integer,
+             "double": DataType.double, "float": DataType.float, "boolean": DataType.boolean,
+             "timestamp": DataType.datetime, "timestamp_ntz": DataType.datetime, "binary": DataType.binary,
+             "short": DataType.integer, "byte": DataType.integer, "date": DataType.datetime}  # fmt: skip
+    columns = []
+    for field in delta.schema().fields:
+        kind = getattr(field.type, "type", None)
+        columns.append(ColSpec(kinds.get(kind, DataType.string), field.name, required=not field.nullable))
+    return Schema(columns)
 
 
 def log_environment(spark, code_version: str) -> None:

@@ -16,7 +16,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import functions as F
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.quality.validate import RESULTS_TABLE, current_version, validation_of
 from lakehouse.runs import IngestRun, utcnow
@@ -27,6 +28,8 @@ READINESS_TABLE = "quality.readiness"
 GENE_SYSTEMS = ("ensembl.gene", "hgnc.symbol")
 NUMBER_SHARE = 0.95  # a string column whose values parse as numbers this often is a number stored as text
 SAMPLE_ROWS = 10_000
+# What Spark's cast of a string to double accepts: decimal and scientific notation, NaN and infinities.
+NUMBER = r"^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?[dfDF]?|nan|inf|infinity)$"
 
 
 @dataclass
@@ -60,50 +63,68 @@ class Scorecard:
 
 
 def latest_readiness(spark, table: str, version: int) -> float | None:
-    """The newest overall readiness score stored for `table` at `version`, if it was ever scored."""
-    if not spark.catalog.tableExists(READINESS_TABLE):
+    """The newest overall readiness score stored for `table` at `version`, if it was ever scored (read with
+    delta-rs: no Spark job)."""
+    import pyarrow.dataset as pads
+
+    from lakehouse.landing import read_table
+    from lakehouse.storage import table_exists
+
+    if not table_exists(spark, READINESS_TABLE):
         return None
-    row = (
-        spark.table(READINESS_TABLE)
-        .filter((F.col("table_name") == table) & (F.col("table_version") == version))
-        .orderBy(F.col("computed_at").desc())
-        .select("overall_score")
-        .first()
-    )
-    return None if row is None else float(row.overall_score)
+    where = (pads.field("table_name") == table) & (pads.field("table_version") == version)
+    rows = read_table(spark, READINESS_TABLE, ["computed_at", "overall_score"], where).to_pylist()
+    return float(max(rows, key=lambda r: r["computed_at"])["overall_score"]) if rows else None
 
 
 def score_table(
     spark, settings: Settings, table: str, version: int | None = None, decl: TableDecl | None = None
 ) -> Scorecard:
+    """Score `table` at `version` (default: the current one). The version is read with delta-rs, one scan
+    of the columns each check needs, in batches: no Spark job, and memory that does not grow with the
+    table."""
+    from lakehouse.storage import open_table
+
     decl = decl or declaration(table, settings.schemas_dir)
     version = current_version(spark, table) if version is None else version
-    frame = spark.read.option("versionAsOf", version).table(table)
+    delta = open_table(spark, table, version)
     card = Scorecard(table, version)
-    card.checks += _fair(spark, decl, frame)
-    card.checks += _format(spark, decl, frame)
-    card.checks += _semantic(decl, frame)
+    card.checks += _fair(decl, delta)
+    card.checks += _format(decl, delta)
+    card.checks += _semantic(decl, delta)
     card.checks += _quality(spark, settings, decl, version, card)
     card.report_path = write_report(settings, card)
     _store(spark, settings, card)
     return card
 
 
-def _share_non_null(frame, columns: list[str]) -> dict[str, float]:
+def _scan(delta, columns: list[str], limit: int | None = None):
+    """Record batches of `columns` of the version `delta` is at (the first `limit` rows, if given)."""
+    data = delta.to_pyarrow_dataset()
+    if limit is not None:
+        yield from data.head(limit, columns=columns).to_batches()
+        return
+    yield from data.to_batches(columns=columns)
+
+
+def _share_non_null(delta, columns: list[str]) -> dict[str, float]:
     if not columns:
         return {}
-    row = frame.agg(F.count(F.lit(1)).alias("_n"), *[F.count(F.col(c)).alias(c) for c in columns]).first()
-    total = row["_n"] or 0
-    return {c: (row[c] / total if total else 0.0) for c in columns}
+    total, present = 0, dict.fromkeys(columns, 0)
+    for batch in _scan(delta, columns):
+        total += batch.num_rows
+        for c in columns:
+            present[c] += batch.num_rows - batch.column(c).null_count
+    return {c: (present[c] / total if total else 0.0) for c in columns}
 
 
-def _fair(spark, decl: TableDecl, frame) -> list[Check]:
+def _fair(decl: TableDecl, delta) -> list[Check]:
     checks = []
-    ids = [c.name for c in decl.columns if c.identifier and c.name in frame.columns]
-    provenance = [c["name"] for c in PROVENANCE_COLUMNS if c["name"] in frame.columns]
-    shares = _share_non_null(
-        frame, ids + provenance + (["source_release"] if "source_release" in frame.columns else [])
-    )
+    fields = delta.schema().fields
+    names = [f.name for f in fields]
+    ids = [c.name for c in decl.columns if c.identifier and c.name in names]
+    provenance = [c["name"] for c in PROVENANCE_COLUMNS if c["name"] in names]
+    shares = _share_non_null(delta, ids + [c for c in provenance if c not in ids])
     if ids:
         score = sum(shares[c] for c in ids) / len(ids)
         evidence = ", ".join(f"{c} ({decl.column(c).identifier}) {shares[c]:.1%} populated" for c in ids)
@@ -125,13 +146,7 @@ def _fair(spark, decl: TableDecl, frame) -> list[Check]:
         )
     else:
         checks.append(Check("fair", "provenance_populated", 0.0, "table has no provenance columns"))
-    described = {f.name: bool(f.metadata.get("comment")) for f in frame.schema.fields}
-    stored_comments = {
-        row.col_name: bool(row.comment)
-        for row in spark.sql(f"DESCRIBE TABLE {decl.name}").collect()
-        if row.col_name and not row.col_name.startswith("#")
-    }
-    described = {name: described[name] or stored_comments.get(name, False) for name in described}
+    described = {f.name: bool(f.metadata.get("comment")) for f in fields}
     missing = sorted(name for name, ok in described.items() if not ok)
     checks.append(
         Check(
@@ -145,17 +160,10 @@ def _fair(spark, decl: TableDecl, frame) -> list[Check]:
     return checks
 
 
-def _format(spark, decl: TableDecl, frame) -> list[Check]:
-    detail = spark.sql(f"DESCRIBE DETAIL {decl.name}").first()
-    checks = [
-        Check(
-            "format",
-            "typed_columnar",
-            1.0 if detail.format == "delta" else 0.0,
-            f"stored as {detail.format} with {len(frame.columns)} typed columns",
-        )
-    ]
-    stored = list(detail.partitionColumns or [])
+def _format(decl: TableDecl, delta) -> list[Check]:
+    schema = delta.to_pyarrow_dataset().schema
+    checks = [Check("format", "typed_columnar", 1.0, f"stored as delta with {len(schema)} typed columns")]
+    stored = list(delta.metadata().partition_columns or [])
     expected = list(decl.partition_by)
     checks.append(
         Check(
@@ -166,23 +174,20 @@ def _format(spark, decl: TableDecl, frame) -> list[Check]:
         )
     )
     text = [
-        f.name
-        for f in frame.schema.fields
-        if f.dataType.simpleString() == "string" and not (decl.column_names and _identifier(decl, f.name))
+        f.name for f in schema if _is_string(f.type) and not (decl.column_names and _identifier(decl, f.name))
     ]
     if text:
-        sample = frame.select(*text).limit(SAMPLE_ROWS)
-        row = sample.agg(
-            *[
-                (F.count(F.col(c).try_cast("double")) / F.greatest(F.count(F.col(c)), F.lit(1))).alias(c)
-                for c in text
-            ]
-        ).first()
+        numbers, present = dict.fromkeys(text, 0), dict.fromkeys(text, 0)
+        for batch in _scan(delta, text, SAMPLE_ROWS):
+            for c in text:
+                values = pc.utf8_trim_whitespace(batch.column(c).cast(pa.string()))
+                present[c] += len(values) - values.null_count
+                numbers[c] += pc.sum(pc.match_substring_regex(values, NUMBER, ignore_case=True)).as_py() or 0
         numeric = sorted(
             c
             for c in text
-            if row[c] is not None
-            and row[c] >= NUMBER_SHARE
+            if present[c]
+            and numbers[c] / present[c] >= NUMBER_SHARE
             and c not in ("source_file", "source_sha256", "ingest_run_id", "source_release")
         )
         checks.append(
@@ -197,6 +202,10 @@ def _format(spark, decl: TableDecl, frame) -> list[Check]:
     return checks
 
 
+def _is_string(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
 def _identifier(decl: TableDecl, name: str) -> str | None:
     try:
         return decl.column(name).identifier
@@ -204,39 +213,45 @@ def _identifier(decl: TableDecl, name: str) -> str | None:
         return None
 
 
-def _semantic(decl: TableDecl, frame) -> list[Check]:
+def _semantic(decl: TableDecl, delta) -> list[Check]:
     checks = []
-    genes = [c for c in decl.columns if c.identifier in GENE_SYSTEMS and c.name in frame.columns]
+    names = {f.name for f in delta.schema().fields}
+    genes = [c for c in decl.columns if c.identifier in GENE_SYSTEMS and c.name in names]
+    vocabularies = [c for c in decl.columns if c.vocabulary and c.name in names]
+    counted = {c.name: [0, 0] for c in genes}  # values, valid values
+    keys: dict[str, dict] = {c.name: {} for c in vocabularies}  # map key -> times seen
+    if genes or vocabularies:
+        for batch in _scan(delta, [c.name for c in genes + vocabularies]):
+            for c in genes:
+                values = batch.column(c.name)
+                counted[c.name][0] += len(values) - values.null_count
+                counted[c.name][1] += (
+                    pc.sum(pc.match_substring_regex(values, c.identifier_regex)).as_py() or 0
+                )
+            for c in vocabularies:
+                maps = batch.column(c.name)
+                flat = pa.ListArray.from_arrays(maps.offsets, maps.keys).flatten()
+                for seen in pc.value_counts(flat).to_pylist() if len(flat) else []:
+                    keys[c.name][seen["values"]] = keys[c.name].get(seen["values"], 0) + seen["counts"]
     if genes:
-        row = frame.agg(
-            *[F.count(F.col(c.name)).alias(f"n_{c.name}") for c in genes],
-            *[
-                F.count(F.when(F.col(c.name).rlike(c.identifier_regex), 1)).alias(f"ok_{c.name}")
-                for c in genes
-            ],
-        ).first()
-        valid = sum(row[f"ok_{c.name}"] for c in genes)
-        total = sum(row[f"n_{c.name}"] for c in genes)
+        valid = sum(counted[c.name][1] for c in genes)
+        total = sum(counted[c.name][0] for c in genes)
         checks.append(
             Check(
                 "semantic",
                 "gene_identifiers_valid",
                 valid / total if total else 0.0,
                 "; ".join(
-                    f"{c.name} ({c.identifier}) {row[f'ok_{c.name}']}/{row[f'n_{c.name}']} valid"
+                    f"{c.name} ({c.identifier}) {counted[c.name][1]}/{counted[c.name][0]} valid"
                     for c in genes
                 ),
             )
         )
-    for column in decl.columns:
-        if not column.vocabulary or column.name not in frame.columns:
-            continue
-        keys = (
-            frame.select(F.explode(F.map_keys(F.col(column.name))).alias("k")).groupBy("k").count().collect()
-        )
-        total = sum(r["count"] for r in keys)
-        mapped = sum(r["count"] for r in keys if r.k in set(column.vocabulary))
-        unmapped = sorted((r.k for r in keys if r.k not in set(column.vocabulary)), key=str)[:10]
+    for column in vocabularies:
+        seen = keys[column.name]
+        total = sum(seen.values())
+        mapped = sum(n for k, n in seen.items() if k in set(column.vocabulary))
+        unmapped = sorted((k for k in seen if k not in set(column.vocabulary)), key=str)[:10]
         checks.append(
             Check(
                 "semantic",
@@ -259,16 +274,21 @@ def _semantic(decl: TableDecl, frame) -> list[Check]:
 
 
 def _quality(spark, settings: Settings, decl: TableDecl, version: int, card: Scorecard) -> list[Check]:
+    import pyarrow.dataset as pads
+
+    from lakehouse.landing import read_table
+
     card.validation_id, _ = validation_of(spark, settings, decl.name, version, decl=decl)
-    results = spark.table(RESULTS_TABLE).filter(F.col("validation_id") == card.validation_id)
-    row = results.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("success").cast("int")).alias("ok")).first()
-    failed = [r.expectation_id for r in results.filter(~F.col("success")).select("expectation_id").collect()]
+    where = pads.field("validation_id") == card.validation_id
+    results = read_table(spark, RESULTS_TABLE, ["expectation_id", "success"], where).to_pylist()
+    ok = sum(1 for r in results if r["success"])
+    failed = [r["expectation_id"] for r in results if not r["success"]]
     return [
         Check(
             "quality",
             "expectation_pass_rate",
-            row.ok / row.n if row.n else 0.0,
-            f"validation {card.validation_id}: {row.ok}/{row.n} expectations passed"
+            ok / len(results) if results else 0.0,
+            f"validation {card.validation_id}: {ok}/{len(results)} expectations passed"
             + (f"; failed: {', '.join(sorted(failed))}" if failed else ""),
         )
     ]
@@ -301,7 +321,7 @@ def write_report(settings: Settings, card: Scorecard) -> Path:
 
 
 def _store(spark, settings: Settings, card: Scorecard) -> None:
-    from lakehouse.tables import append_rows
+    from lakehouse.landing import Target, land_rows
 
     decl = declaration(READINESS_TABLE, settings.schemas_dir)
     now = utcnow()
@@ -322,6 +342,5 @@ def _store(spark, settings: Settings, card: Scorecard) -> None:
         for c in card.checks
     ]
     with IngestRun(spark, settings, job=f"readiness {card.table}", validate=False) as run:
-        append_rows(
-            spark, spark.createDataFrame(rows, decl.spark_schema()), decl, run, counts_as_written=False
-        )
+        target = Target.of(spark, decl, settings.schemas_dir)
+        land_rows(target, pa.Table.from_pylist(rows, target.schema), run)

@@ -675,15 +675,12 @@ def gate_versions(spark, settings: Settings, run: IngestRun, tables: list[str]) 
 
 
 def latest_passed_version(spark, table: str) -> int | None:
-    if not table_exists(spark, RESULTS_TABLE):
-        return None
-    row = (
-        spark.table(RESULTS_TABLE)
-        .filter((F.col("table_name") == table) & F.col("validation_success"))
-        .agg(F.max("table_version").alias("v"))
-        .first()
+    """The newest version of `table` that passed validation (read with delta-rs), if any did."""
+    found = stored_results(spark, [table], ["table_version", "validation_success"])
+    passed = (
+        [] if found is None else [r["table_version"] for r in found.to_pylist() if r["validation_success"]]
     )
-    return row.v
+    return max(passed, default=None)
 
 
 def validate_run_targets(spark, settings: Settings, run: IngestRun) -> list[Validation]:
