@@ -2,8 +2,10 @@
 
 `GNOMAD_BENCH_RECORDS` (default 200000) records of the v4-shaped generator; the lakehouse lands them into
 silver.gnomad_variants under local[1] and local[2] (each in its own process and warehouse), bcftools query
-prints every INFO field, cyvcf2 reads every INFO field and writes Parquet. Peers: `apt-get install bcftools`,
-`pip install -e '.[bench]'`.
+prints every INFO field; cyvcf2, oxbow and polars-bio read every INFO field and write Parquet, one core each.
+Peers: `apt-get install bcftools`, `pip install -e '.[bench]'` (cyvcf2); oxbow and polars-bio pin an older
+pyarrow than the lake's, so they run in their own interpreter: `BENCH_PEER_PYTHON=/path/to/venv/bin/python`
+with `pip install oxbow polars-bio` there (skipped, and said so, when it is absent).
 
 Figures per core: the whole landing (silver, gold frequencies, meta tables, validation) and the landing into
 silver.gnomad_variants alone (the run's start to the silver commit). The rows are written by pyarrow in the
@@ -46,6 +48,40 @@ def _land(path: Path, home: Path, master: str, script: str = LAND) -> dict:
                           text=True, cwd=home, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# Each peer in a process of its own, one core (threads capped), every INFO field into Parquet.
+PEERS = {
+    "oxbow_parquet": """
+import sys, time, oxbow, pyarrow as pa, pyarrow.parquet as pq
+started = time.monotonic()
+source = oxbow.from_vcf(sys.argv[1], info_fields="*", samples=None)
+writer = None
+for batch in map(pa.record_batch, source.batches()):  # Arrow PyCapsule batches to pyarrow
+    writer = writer or pq.ParquetWriter(sys.argv[2], batch.schema)
+    writer.write_batch(batch)
+writer.close()
+print(time.monotonic() - started)
+""",
+    "polars_bio_parquet": """
+import sys, time, polars_bio as pb
+pb.set_option("datafusion.execution.target_partitions", "1")
+started = time.monotonic()
+pb.read_vcf(sys.argv[1]).write_parquet(sys.argv[2])
+print(time.monotonic() - started)
+""",
+}
+
+
+def _peer(name: str, path: Path, out: Path) -> float | None:
+    python = os.environ.get("BENCH_PEER_PYTHON", sys.executable)
+    env = {**os.environ, "POLARS_MAX_THREADS": "1", "RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["taskset", "-c", "0", python, "-c", PEERS[name], str(path), str(out)],
+                          capture_output=True, text=True, env=env, check=False)  # fmt: skip
+    if proc.returncode != 0:
+        print(f"{name} skipped: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return float(proc.stdout.strip().splitlines()[-1])
 
 
 def _cyvcf2_to_parquet(path: Path, out: Path) -> float:
@@ -102,7 +138,20 @@ def test_gnomad_landing_speed(tmp_path):
         figures["cyvcf2_parquet"] = {"seconds": seconds, "records_per_s_per_core": RECORDS / seconds}
     except ImportError:
         pass
-    for peer in ("bcftools_query", "cyvcf2_parquet"):
+    for name in PEERS:
+        seconds = _peer(name, path, tmp_path / f"{name}.parquet")
+        if seconds is not None:
+            figures[name] = {"seconds": seconds, "records_per_s_per_core": RECORDS / seconds}
+    best = max((p for p in ("cyvcf2_parquet", *PEERS) if p in figures),
+               key=lambda p: figures[p]["records_per_s_per_core"], default=None)  # fmt: skip
+    if best is not None:
+        figures["best_parquet_peer"] = best
+        for master in ("local[1]", "local[2]"):
+            figures[f"ratio_{master}_vs_best_parquet_peer"] = (
+                figures[master]["records_per_s_per_core"] / figures[best]["records_per_s_per_core"]
+            )
+    figures["speedup_local2_over_local1"] = figures["local[1]"]["seconds"] / figures["local[2]"]["seconds"]
+    for peer in ("bcftools_query", "cyvcf2_parquet", *PEERS):
         if peer in figures:
             for master in ("local[1]", "local[2]"):
                 figures[f"ratio_{master}_vs_{peer}"] = (
