@@ -24,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {describe_error(exc)}", file=sys.stderr)
         return 1
     for item in landed:
-        state = "already landed" if item.skipped else f"{item.rows} rows, {item.quarantined} quarantined"
-        print(f"{item.path}: {item.release} {item.dataset} {item.genome_build}: {state}")
+        print(item.summary())
     return 0
 
 

@@ -21,10 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one readable line, non-zero exit
         print(f"error: {describe_error(exc)}", file=sys.stderr)
         return 1
-    print(
-        f"ingest tcga: run {result.run.run_id}, {len(result.kinds)} files, rows read {result.run.rows_read}, "
-        f"written {result.run.rows_written}, quarantined {result.quarantined}"
-    )
+    print(result.summary())
     return 0
 
 

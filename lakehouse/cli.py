@@ -511,16 +511,7 @@ def ingest_gnomad_command(
             ctx.spark, ctx.settings, list(paths), release=release, dataset=dataset, force=force
         )
     for item in landed:
-        if item.skipped:
-            out.print(f"{item.path}: already landed (same SHA-256); nothing written", highlight=False)
-            continue
-        out.print(
-            f"{item.path}: {item.release} {item.dataset} {item.genome_build}: {item.records} records → "
-            f"{item.rows} rows, {item.quarantined} quarantined (run {item.run_id})",
-            highlight=False,
-        )
-        for table, version in sorted(item.versions.items()):
-            out.print(f"  {table} → version {version}", highlight=False)
+        out.print(item.summary(), highlight=False)
 
 
 @synth.command("gnomad")
@@ -552,16 +543,7 @@ def ingest_tcga_command(ctx: Context, paths: tuple[str, ...], release: str | Non
     plan(list(paths))  # an unrecognisable file fails here, before Spark starts
     with status("landing TCGA/GDC files"):
         result = ingest_tcga(ctx.spark, ctx.settings, list(paths), release=release)
-    kinds: dict[str, int] = {}
-    for kind in result.kinds.values():
-        kinds[kind] = kinds.get(kind, 0) + 1
-    out.print(
-        f"run {result.run.run_id}: {len(result.kinds)} files ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); "
-        f"rows read {result.run.rows_read}, written {result.run.rows_written}, quarantined {result.quarantined}",
-        highlight=False,
-    )
-    for table, version in sorted(result.run.targets.items()):
-        out.print(f"  {table} → version {version}", highlight=False)
+    out.print(result.summary(), highlight=False)
 
 
 @synth.command("tcga")

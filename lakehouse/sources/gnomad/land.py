@@ -72,6 +72,20 @@ class LandedFile:
     versions: dict
     commit_seconds: dict  # table -> seconds from the run's start to its commit
 
+    def summary(self) -> str:
+        """What landing the file did, as the CLI and the spark-submit job print it: one line, then one per
+        table version written."""
+        if self.skipped:
+            return f"{self.path}: already landed (same SHA-256); nothing written"
+        lines = [
+            (
+                f"{self.path}: {self.release} {self.dataset} {self.genome_build}: {self.records} records → "
+                f"{self.rows} rows, {self.quarantined} quarantined (run {self.run_id})"
+            )
+        ]
+        lines += [f"  {table} → version {version}" for table, version in sorted(self.versions.items())]
+        return "\n".join(lines)
+
 
 # ---------------------------------------------------------------------------------------------- naming
 

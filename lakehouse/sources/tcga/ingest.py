@@ -114,6 +114,22 @@ class TcgaIngest:
     rows: dict[str, int] = field(default_factory=dict)  # rows offered to each table by this batch
     quarantined: int = 0
 
+    def summary(self) -> str:
+        """What the run landed, as the CLI and the spark-submit job print it: one line, then one per table
+        version written."""
+        kinds: dict[str, int] = {}
+        for kind in self.kinds.values():
+            kinds[kind] = kinds.get(kind, 0) + 1
+        lines = [
+            (
+                f"run {self.run.run_id}: {len(self.kinds)} files "
+                f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); rows read {self.run.rows_read}, "
+                f"written {self.run.rows_written}, quarantined {self.quarantined}"
+            )
+        ]
+        lines += [f"  {table} → version {version}" for table, version in sorted(self.run.targets.items())]
+        return "\n".join(lines)
+
 
 def expand(paths: list[str | Path]) -> list[Path]:
     """Files under `paths` (directories walked; hidden files and GDC download logs skipped), sorted."""
