@@ -43,9 +43,13 @@ postgres:
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
 	  || echo "postgresql not installed: the MLflow-on-PostgreSQL test will skip"; }
 
+# oxbow and polars-bio pin an older pyarrow than the lake's: the gnomAD peers get a venv of their own.
+PEERS := .venv-peers
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -s $(PYTEST_ARGS)
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet oxbow polars-bio
+	BENCH_PEER_PYTHON=$(CURDIR)/$(PEERS)/bin/python $(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -s $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check lakehouse ml jobs tests

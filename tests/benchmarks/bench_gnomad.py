@@ -5,7 +5,7 @@ silver.gnomad_variants under local[1] and local[2] (each in its own process and 
 prints every INFO field; cyvcf2, oxbow and polars-bio read every INFO field and write Parquet, one core each.
 Peers: `apt-get install bcftools`, `pip install -e '.[bench]'` (cyvcf2); oxbow and polars-bio pin an older
 pyarrow than the lake's, so they run in their own interpreter: `BENCH_PEER_PYTHON=/path/to/venv/bin/python`
-with `pip install oxbow polars-bio` there (skipped, and said so, when it is absent).
+with `pip install oxbow polars-bio` there (`make bench` makes it; skipped, and said so, when absent).
 
 Figures per core: the whole landing (silver, gold frequencies, meta tables, validation) and the landing into
 silver.gnomad_variants alone (the run's start to the silver commit). The rows are written by pyarrow in the
