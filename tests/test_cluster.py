@@ -13,6 +13,7 @@ from conftest import ROOT, lakehouse_env, run_cli
 
 from lakehouse.cluster import StandaloneCluster, render_spark_defaults, submit, task_placement, wait_until
 from lakehouse.settings import Settings
+from lakehouse.synth.tcga import generate_tcga
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +27,17 @@ class IngestJob:
     rows: int
 
 
-# The ingest job submitted to the cluster. Switching to a source's own job is this one statement, e.g.
-#   INGEST = IngestJob(ROOT / "jobs" / "ingest_gnomad.py", [<a generated VCF>], "lakehouse ingest gnomad",
-#                      "silver.gnomad_variants", <its variant count>)
-INGEST = IngestJob(
-    ROOT / "jobs" / "main.py", ["--stage", "demo"], "lakehouse main", "bronze.demo_measurements", 48
-)
+@pytest.fixture(scope="module")
+def ingest(tmp_path_factory) -> IngestJob:
+    """TCGA's own job over a generated cohort: several files, so the landing job has a task for each core."""
+    made = generate_tcga(tmp_path_factory.mktemp("cohort"), cases=6, genes=60, seed=3)
+    return IngestJob(
+        ROOT / "jobs" / "ingest_tcga.py",
+        [str(made.out)],
+        "lakehouse ingest tcga",
+        "silver.tcga_expression",
+        made.counts_files * made.genes,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +65,12 @@ def test_cluster_has_two_alive_workers_on_loopback(cluster):
     assert [w.pid for w in reloaded.workers] == [w.pid for w in cluster.workers]
 
 
-def test_ingest_job_runs_unchanged_under_spark_submit_on_the_workers(cluster, tmp_path):
+def test_ingest_job_runs_unchanged_under_spark_submit_on_the_workers(cluster, ingest, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    env = lakehouse_env(home)  # sets LAKEHOUSE_SPARK_MASTER=local[2]: submit() must not let it win
+    # lakehouse_env sets LAKEHOUSE_SPARK_MASTER=local[2]: submit() must not let it win. Inputs this small
+    # would be parsed in the driver; 0 sends every piece to the executors, which is what is under test.
+    env = lakehouse_env(home, LAKEHOUSE_IN_DRIVER_BYTES="0")
     settings = Settings.load(environ=env)
     events = tmp_path / "events"
     events.mkdir()
@@ -73,11 +81,11 @@ def test_ingest_job_runs_unchanged_under_spark_submit_on_the_workers(cluster, tm
         "spark.eventLog.rolling.enabled": "false",
         "spark.cores.max": "2",
     }
-    submitted = submit(INGEST.path, settings, cluster.master_url, INGEST.args, extra, env=env, timeout=600)
+    submitted = submit(ingest.path, settings, cluster.master_url, ingest.args, extra, env=env, timeout=600)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
 
     # the master ran the application to the end
-    [app] = [a for a in cluster.status()["completedapps"] if a["name"] == INGEST.app_name]
+    [app] = [a for a in cluster.status()["completedapps"] if a["name"] == ingest.app_name]
     assert app["state"] == "FINISHED"
 
     # each worker's own status page lists an executor of that application (moved from `executors` to
@@ -107,13 +115,13 @@ def test_ingest_job_runs_unchanged_under_spark_submit_on_the_workers(cluster, tm
     proc = run_cli(
         env,
         "sql",
-        f"SELECT (SELECT count(*) FROM {INGEST.table}) AS n, "
+        f"SELECT (SELECT count(*) FROM {ingest.table}) AS n, "
         "(SELECT count(*) FROM meta.ingest_runs WHERE status = 'succeeded') AS runs",
         "--format",
         "json",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout) == [{"n": INGEST.rows, "runs": 1}]
+    assert json.loads(proc.stdout) == [{"n": ingest.rows, "runs": 1}]
 
 
 def test_spark_defaults_render_the_lakehouse_conf(tmp_path):

@@ -11,7 +11,8 @@ files and write the files of silver.tcga_mutations, silver.tcga_expression and s
 themselves, and, after the gate, the files of gold.tcga_gene_expression from the gated expression version;
 each table is committed once per batch through delta-rs (mutations as an upsert on their key, counts
 replacing the same GDC files' rows, gold replacing the same samples'). The small ones (files, clinical,
-samples) are MERGEd, filling gaps from what is stored.
+samples) are built in the driver and upserted on their key (`landing.upsert_rows`), their gaps filled from
+the stored rows: a TCGA landing runs no Spark MERGE.
 """
 
 from __future__ import annotations
