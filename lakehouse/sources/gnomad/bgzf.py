@@ -22,6 +22,14 @@ from dataclasses import dataclass
 
 from lakehouse.errors import DataError
 
+try:  # ISA-L inflates BGZF blocks about 3x faster than zlib (same output, CRC checked the same way).
+    from isal import isal_zlib as _inflater
+
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflater.IsalError)
+except ImportError:  # pragma: no cover - isal is a core dependency; zlib stays the fallback
+    _inflater = zlib
+    _INFLATE_ERRORS = (zlib.error,)
+
 GZIP_MAGIC = b"\x1f\x8b"
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 DEFAULT_RANGE_BYTES = 8 << 20
@@ -98,21 +106,24 @@ def _inflate_blocks(handle, start: int, end: int, path: str) -> Iterator[bytes]:
     """Inflate the BGZF blocks in [start, end) of the open file, checking each block's CRC and size."""
     handle.seek(start)
     data = handle.read(end - start) if end > start else b""
+    view = memoryview(data)  # slices of a memoryview are not copies
     position = 0
     while position < len(data):
         if data[position : position + 4] != b"\x1f\x8b\x08\x04" or len(data) - position < 18:
             raise DataError(f"{path}: corrupt BGZF block at byte {start + position}")
-        block_size = struct.unpack("<H", data[position + 16 : position + 18])[0] + 1
-        xlen = struct.unpack("<H", data[position + 10 : position + 12])[0]
-        block = data[position : position + block_size]
-        if len(block) < block_size:
+        block_size, = struct.unpack_from("<H", data, position + 16)
+        block_size += 1
+        xlen, = struct.unpack_from("<H", data, position + 10)
+        if len(data) - position < block_size:
             raise DataError(f"{path}: truncated BGZF block at byte {start + position}")
-        crc, isize = struct.unpack("<II", block[-8:])
+        crc, isize = struct.unpack_from("<II", data, position + block_size - 8)
         try:
-            text = zlib.decompress(block[12 + xlen : -8], -15)
-        except zlib.error as exc:
+            text = _inflater.decompress(
+                view[position + 12 + xlen : position + block_size - 8], -15, max(isize, 1)
+            )
+        except _INFLATE_ERRORS as exc:
             raise DataError(f"{path}: corrupt BGZF block at byte {start + position} ({exc})") from exc
-        if len(text) != isize or zlib.crc32(text) != crc:
+        if len(text) != isize or _inflater.crc32(text) != crc:
             raise DataError(f"{path}: BGZF block at byte {start + position} fails its CRC/size check")
         yield text
         position += block_size
@@ -151,18 +162,21 @@ def range_text(path: str, compression: str, byte_range: ByteRange) -> bytes:
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
         if compression == "bgzf":
-            data = b"".join(_inflate_blocks(handle, byte_range.start, byte_range.end, path))
+            pieces = list(_inflate_blocks(handle, byte_range.start, byte_range.end, path))
         else:
             handle.seek(byte_range.start)
-            data = handle.read(byte_range.end - byte_range.start)
+            pieces = [handle.read(byte_range.end - byte_range.start)]
         if byte_range.start > 0:
-            first_newline = data.find(b"\n")
-            data = b"" if first_newline < 0 else data[first_newline + 1 :]
-            if not data and first_newline < 0:
+            # Skip through the first newline (an earlier task owns that line), looking block by block.
+            for i, piece in enumerate(pieces):
+                first_newline = piece.find(b"\n")
+                if first_newline >= 0:
+                    pieces = [piece[first_newline + 1 :], *pieces[i + 1 :]]
+                    break
+            else:
                 return b""  # a line longer than the whole range: an earlier task owns it
         # Finish the line that straddles the end (or, if the range ends on a newline, read the next line,
         # which the next task skips as its "first line").
-        pieces = [data]
         for piece in _following_chunks(handle, path, compression, byte_range.end, size):
             newline = piece.find(b"\n")
             if newline >= 0:
