@@ -11,6 +11,7 @@ does not declare, or a wrong column count marks its record bad (with the reason)
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,6 +105,23 @@ def _cast(strings: pa.Array, target: pa.DataType, clean: bool = False) -> tuple[
     return pc.cast(cleaned, target), bad
 
 
+def _cast_fields(
+    strings: pa.Array, target: pa.DataType, cuts: np.ndarray, clean: bool = False
+) -> tuple[pa.Array, np.ndarray]:
+    """`_cast` of several fields' values laid end to end (field j is [cuts[j], cuts[j+1])): one kernel call,
+    unless a value does not parse; then field by field, so the rare path's one-by-one search stays small."""
+    if not clean:
+        strings = _missing_to_null(strings)
+    try:
+        return _cast(strings, target, clean=True) if target == pa.string() else (
+            pc.cast(strings, target), np.zeros(len(strings), dtype=bool)
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    pieces = [_cast(strings.slice(s, e - s), target, clean=True) for s, e in itertools.pairwise(cuts)]
+    return pa.concat_arrays([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
+
+
 def _split(strings: pa.Array, separator: str) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """Split into a flat array of parts with per-row start offsets and lengths (0 for null rows)."""
     lists = pc.split_pattern(strings, separator)
@@ -116,28 +134,61 @@ def _split(strings: pa.Array, separator: str) -> tuple[pa.Array, np.ndarray, np.
     return lists.values, starts, lengths
 
 
+def _line_bounds(data: bytes) -> tuple[int, np.ndarray, np.ndarray]:
+    """How many lines `data` holds (a last line needs no newline) and each line's [start, end) in bytes,
+    without its newline or a `\r` before it."""
+    buf = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    starts = np.concatenate([[0], newlines + 1])
+    ends = np.concatenate([newlines, [len(buf)]])
+    if starts[-1] == len(buf):  # nothing after the last newline: no line there
+        starts, ends = starts[:-1], ends[:-1]
+    if len(newlines) and (buf[np.maximum(newlines - 1, 0)] == 13).any():
+        crlf = np.zeros(len(ends), dtype=bool)
+        crlf[: len(newlines)] = (newlines > 0) & (buf[np.maximum(newlines - 1, 0)] == 13)
+        crlf[: len(newlines)] &= newlines - 1 >= starts[: len(newlines)]
+        ends = ends - crlf
+    return len(starts), starts, ends
+
+
+def _pieces(data, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """The pieces [start, end) of `data` (in order, not overlapping) as an Arrow string array: every second
+    element of one zero-copy array whose other elements are the gaps between them."""
+    if len(starts) == 0:
+        return pa.array([], pa.string())
+    bounds = np.stack([starts, ends], axis=1).reshape(-1).astype(np.int32)
+    buffer = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+    pieces = pa.Array.from_buffers(pa.string(), len(bounds) - 1, [None, pa.py_buffer(bounds), buffer])
+    return pc.take(pieces, pa.array(np.arange(0, len(bounds), 2)))
+
+
 def parse_lines(data: bytes, header: VcfHeader, first_line: int = 1) -> ParsedLines:
     """Parse whole VCF lines (`#` lines are counted and skipped); line numbers start at `first_line`."""
-    text = data.decode("utf-8", errors="replace")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    numbers = [first_line + i for i, line in enumerate(lines) if line and not line.startswith("#")]
-    records = [line for line in lines if line and not line.startswith("#")]
-    parsed = parse_records(records, np.array(numbers, dtype=np.int64), header)
-    parsed.lines = len(lines)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:  # rare: invalid bytes become U+FFFD, as a text decode would make them
+        data = data.decode("utf-8", errors="replace").encode("utf-8")
+    count, starts, ends = _line_bounds(data)
+    buf = np.frombuffer(data, np.uint8)
+    keep = ends > starts
+    keep[keep] = buf[starts[keep]] != 35  # `#`
+    rows = np.flatnonzero(keep)
+    parsed = _parse(_pieces(data, starts[rows], ends[rows]), first_line + rows.astype(np.int64), header)
+    parsed.lines = count
     return parsed
 
 
 def parse_records(records: list[str], numbers: np.ndarray, header: VcfHeader) -> ParsedLines:
+    return _parse(pa.array(records, pa.string()), numbers, header)
+
+
+def _parse(raw: pa.Array, numbers: np.ndarray, header: VcfHeader) -> ParsedLines:
+    """Data lines (an Arrow string array, no newlines) with their line numbers → one row per ALT allele."""
     schema = output_schema(header)
-    n = len(records)
+    n = len(raw)
     if n == 0:
         return ParsedLines(_empty(schema), 0, 0)
     reasons = _Reasons(n)
-    raw = pa.array(records, pa.string())
 
     lines = _Tokens(raw)
     lengths = lines.tab_counts + 1
@@ -206,73 +257,108 @@ def parse_records(records: list[str], numbers: np.ndarray, header: VcfHeader) ->
     code_values = codes.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     matrix[(pair_row * width_f + code_values)[known]] = np.arange(len(keys))[known]
     matrix = matrix.reshape(n, width_f)
+    # The token of each field's value (-1: absent or missing), records × fields.
+    at = np.where(matrix >= 0, value_at[np.maximum(matrix, 0)], -1) if len(value_at) else matrix
 
+    # Fields of the same rule and type are taken, split and cast together, laid end to end (n rows each):
+    # one kernel call per group instead of one per field (hundreds of fields make per-call overhead the
+    # cost on batches of a few thousand lines). Reasons are added afterwards, in header order, so a
+    # record's first reason is the same as field-by-field parsing gives.
+    value_bad: dict[int, tuple[np.ndarray, pa.Array]] = {}
+    wrong_count: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    groups: dict[tuple[str, str], list[int]] = {}
     for f_index, info_field in enumerate(header.fields):
-        index = np.ascontiguousarray(matrix[:, f_index])
         rule = info_field.rule
-        if rule == "flag":
-            present = index >= 0
-            out[info_field.column] = pa.array(present if single else present[parent], pa.bool_())
+        if rule in ("flag", "annotation"):
             continue
-        raw_values = _take(values, np.where(index >= 0, value_at[np.maximum(index, 0)], -1))
-        target = _ARROW[info_field.element_type]
-        if rule == "scalar" or (rule == "allele" and single):
-            typed, bad = _cast(raw_values, target, clean=True)
-            _report_values(reasons, bad, info_field, raw_values)
-            out[info_field.column] = expand(typed)
+        kind = "scalar" if rule == "scalar" or (rule == "allele" and single) else rule
+        groups.setdefault((kind, info_field.element_type), []).append(f_index)
+    rows_out = len(parent)
+    for (kind, element_type), members in groups.items():
+        k = len(members)
+        target = _ARROW[element_type]
+        raw_all = _take(values, at[:, members].T.reshape(-1))
+        if kind == "scalar":
+            typed, bad = _cast_fields(raw_all, target, np.arange(k + 1) * n, clean=True)
+            if not single:
+                typed = pc.take(typed, pa.array((np.arange(k)[:, None] * n + parent).reshape(-1)))
+            for j, f_index in enumerate(members):
+                out[header.fields[f_index].column] = typed.slice(j * rows_out, rows_out)
+                if bad[j * n : (j + 1) * n].any():
+                    value_bad[f_index] = (bad[j * n : (j + 1) * n], raw_all.slice(j * n, n))
             continue
-        if rule == "annotation":
-            out[info_field.column] = expand(_annotation(raw_values, info_field, reasons))
-            continue
-        parts_f, starts_f, counts_f = _split(_missing_to_null(raw_values), ",")
-        typed_parts, bad_parts = _cast(parts_f, target)
+        parts, starts_all, counts_all = _split(_missing_to_null(raw_all), ",")
+        cuts = np.append(starts_all[::n][:k], len(parts))
+        typed_parts, bad_parts = _cast_fields(parts, target, cuts)
         if bad_parts.any():
-            part_row = np.repeat(np.arange(n), counts_f)
-            _report_values(reasons, np.isin(np.arange(n), part_row[bad_parts]), info_field, raw_values)
-        if rule == "list":
-            lists = pa.ListArray.from_arrays(
-                pa.array(np.append(starts_f, starts_f[-1] + counts_f[-1]).astype(np.int32)),
-                typed_parts,
-                mask=pa.array(counts_f == 0),
-            )
-            out[info_field.column] = expand(lists)
+            bad_rows_all = np.zeros(k * n, dtype=bool)
+            bad_rows_all[np.repeat(np.arange(k * n), counts_all)[bad_parts]] = True
+            for j, f_index in enumerate(members):
+                if bad_rows_all[j * n : (j + 1) * n].any():
+                    value_bad[f_index] = (bad_rows_all[j * n : (j + 1) * n], raw_all.slice(j * n, n))
+        counts = counts_all.reshape(k, n)
+        starts = starts_all.reshape(k, n)
+        if kind == "list":
+            for j, f_index in enumerate(members):
+                base = cuts[j]
+                lists = pa.ListArray.from_arrays(
+                    pa.array(np.append(starts[j], starts[j, -1] + counts[j, -1]) - base, pa.int32()),
+                    typed_parts.slice(base, cuts[j + 1] - base),
+                    mask=pa.array(counts[j] == 0),
+                )
+                out[header.fields[f_index].column] = expand(lists)
             continue
         expected = {
             "allele": alt_counts,
             "ref_alt": alt_counts + 1,
             "genotype": (alt_counts + 1) * (alt_counts + 2) // 2,
-        }[rule]
-        wrong = (counts_f != 0) & (counts_f != expected)
-        reasons.add(
-            wrong,
-            lambda r, f=info_field, c=counts_f, e=expected: (
-                f"INFO {f.id} has {c[r]} values; Number={f.number} expects {e[r]} for {alt_counts[r]} ALT"
-            ),
-        )
-        present = (counts_f[parent] != 0) & ~wrong[parent]
-        base = starts_f[parent]
+        }[kind]
+        wrong = (counts != 0) & (counts != expected)
+        for j, f_index in enumerate(members):
+            if wrong[j].any():
+                wrong_count[f_index] = (wrong[j], counts[j], expected)
+        present = (counts[:, parent] != 0) & ~wrong[:, parent]  # fields × output rows
+        base = starts[:, parent]
+        if kind == "allele":
+            typed = _take(typed_parts, np.where(present, base + allele, -1).reshape(-1))
+            for j, f_index in enumerate(members):
+                out[header.fields[f_index].column] = typed.slice(j * rows_out, rows_out)
+            continue
         a = allele + 1
-        if rule == "allele":
-            out[info_field.column] = _take(typed_parts, np.where(present, base + allele, -1))
-        else:
-            picks = (
-                [np.zeros_like(a), a]
-                if rule == "ref_alt"
-                else [np.zeros_like(a), a * (a + 1) // 2, a * (a + 1) // 2 + a]
+        picks = [np.zeros_like(a), a] if kind == "ref_alt" else [np.zeros_like(a), a * (a + 1) // 2, a * (a + 1) // 2 + a]
+        width_l = len(picks)
+        flat = np.stack([np.where(present, base + p, -1) for p in picks], axis=2).reshape(-1)
+        typed = _take(typed_parts, flat)
+        offsets = pa.array(np.arange(0, rows_out * width_l + 1, width_l, dtype=np.int32))
+        for j, f_index in enumerate(members):
+            out[header.fields[f_index].column] = pa.ListArray.from_arrays(
+                offsets, typed.slice(j * rows_out * width_l, rows_out * width_l), mask=pa.array(~present[j])
             )
-            flat = np.stack([np.where(present, base + p, -1) for p in picks], axis=1).reshape(-1)
-            width_l = len(picks)
-            out[info_field.column] = pa.ListArray.from_arrays(
-                pa.array(np.arange(0, len(parent) * width_l + 1, width_l, dtype=np.int32)),
-                _take(typed_parts, flat),
-                mask=pa.array(~present),
+
+    for f_index, info_field in enumerate(header.fields):
+        rule = info_field.rule
+        if rule == "flag":
+            present_flag = matrix[:, f_index] >= 0
+            out[info_field.column] = pa.array(present_flag if single else present_flag[parent], pa.bool_())
+        elif rule == "annotation":
+            raw_values = _take(values, at[:, f_index])
+            out[info_field.column] = expand(_annotation(raw_values, info_field, reasons))
+        if f_index in value_bad:
+            _report_values(reasons, *value_bad[f_index], info_field)
+        if f_index in wrong_count:
+            wrong_f, counts_f, expected_f = wrong_count[f_index]
+            reasons.add(
+                wrong_f,
+                lambda r, f=info_field, c=counts_f, e=expected_f: (
+                    f"INFO {f.id} has {c[r]} values; Number={f.number} expects {e[r]} for {alt_counts[r]} ALT"
+                ),
             )
 
     batch = pa.RecordBatch.from_arrays([out[name] for name in schema.names], schema=schema)
     bad_rows = reasons.mask
     if bad_rows.any():
         batch = batch.filter(pa.array(~bad_rows[parent]))
-    bad = [(int(numbers[r]), records[r], reasons.reasons[r]) for r in np.flatnonzero(bad_rows)]
+    bad = [(int(numbers[r]), raw[int(r)].as_py(), reasons.reasons[r]) for r in np.flatnonzero(bad_rows)]
     return ParsedLines(batch, 0, n, bad)
 
 
@@ -371,7 +457,7 @@ class _Tokens:
         return keys, tokens, value_at, pair_row
 
 
-def _report_values(reasons: _Reasons, bad: np.ndarray, info: InfoField, raw_values: pa.Array) -> None:
+def _report_values(reasons: _Reasons, bad: np.ndarray, raw_values: pa.Array, info: InfoField) -> None:
     if bad.any():
         reasons.add(
             bad, lambda r: f"INFO {info.id} value {raw_values[r].as_py()!r} is not a valid {info.type}"
