@@ -144,8 +144,12 @@ class TableInfo:
 
 
 def list_tables(spark) -> list[TableInfo]:
-    """Every Delta table of the layer databases with its current version, row count and last change."""
-    from delta.tables import DeltaTable
+    """Every Delta table of the layer databases with its current version, row count and last change, read
+    from each table's Delta log with delta-rs: two Spark jobs per table (history, count) took about 2 s
+    each, the log answers in milliseconds."""
+    import datetime as dt
+
+    from lakehouse.storage import open_table
 
     existing = {row["namespace"] for row in spark.sql("SHOW DATABASES").collect()}
     infos = []
@@ -156,13 +160,28 @@ def list_tables(spark) -> list[TableInfo]:
             if row["isTemporary"]:
                 continue
             name = f"{database}.{row['tableName']}"
-            last = DeltaTable.forName(spark, name).history(1).collect()[0]
-            # count(*) on a Delta table is answered from the log's file statistics, not a scan.
-            rows = spark.table(name).count()
-            infos.append(
-                TableInfo(name, database, last["version"], rows, str(last["timestamp"]), last["operation"])
-            )
+            table = open_table(spark, name)
+            [last] = table.history(1)
+            rows = logged_rows(table)
+            if rows is None:  # a file without statistics, or deletion vectors: only a scan can tell
+                rows = spark.table(name).count()
+            changed = dt.datetime.fromtimestamp(last["timestamp"] / 1000)
+            infos.append(TableInfo(name, database, table.version(), rows, str(changed), last["operation"]))
     return infos
+
+
+def logged_rows(table) -> int | None:
+    """A delta-rs table's row count from its add actions' statistics; None when the log cannot tell (a
+    file without numRecords, or deletion vectors hiding rows of a file)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "deletionVectors" in (table.protocol().reader_features or []):
+        return None
+    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
+    if counts.null_count:
+        return None
+    return int(pc.sum(counts).as_py() or 0)
 
 
 def history(spark, table: str, limit: int = 50):

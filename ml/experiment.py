@@ -231,6 +231,20 @@ def features_of(config: dict, prepared: Prepared) -> list[str]:
     return [c for c in prepared.x.columns if any(c in prepared.columns[group] for group in wanted)]
 
 
+# What a logged model needs to be loaded and to predict. Declared, not inferred: MLflow's inference imports
+# the model in a subprocess (about 4 s a model, most of the experiments stage's MLflow time) and lists
+# whatever that process had imported (pytest, rich, dask).
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
+TASK_PACKAGES = {"survival": ("scikit-survival",)}
+
+
+def model_requirements(task: str) -> list[str]:
+    """The model's packages pinned to the versions that trained it."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in (*MODEL_PACKAGES, *TASK_PACKAGES.get(task, ()))]
+
+
 def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> ExperimentResult:
     import mlflow
     from mlflow.models import infer_signature
@@ -330,6 +344,7 @@ def run_experiment(spark, settings: Settings, spec: ExperimentSpec) -> Experimen
                 # MLflow 3 stores sklearn models with skops, which needs the log1p step's dtype and
                 # scikit-survival's classes declared safe.
                 skops_trusted_types=SKOPS_TRUSTED + (SURVIVAL_TRUSTED if spec.task == "survival" else []),
+                pip_requirements=model_requirements(spec.task),
             )
             model_version = str(info.registered_model_version)
             promoted = promote(spec, model_version, model, model_x.iloc[test], y[test])

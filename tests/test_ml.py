@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +114,13 @@ def test_supported_hypothesis_is_registered_and_traced_to_version_0(spark, ml_se
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == [f"{TABLE}@v0"]
     assert run.data.tags["lakehouse.outcome"] == "supported"
     assert {"effect_ci_low", "effect_ci_high", "balanced_accuracy_ci_low"} <= set(run.data.metrics)
+    # the model's requirements are the packages it needs, pinned to the versions that trained it
+    from importlib.metadata import version
+
+    required = mlflow.pyfunc.get_model_dependencies("models:/lakehouse-test-subtype@champion")
+    pinned = Path(required).read_text().split()
+    assert f"scikit-learn=={version('scikit-learn')}" in pinned and f"skops=={version('skops')}" in pinned
+    assert not {line.split("==")[0] for line in pinned} & {"pytest", "rich", "dask"}
 
 
 def test_refuted_hypothesis_is_kept_and_listed_as_negative(spark, ml_settings, monkeypatch):
