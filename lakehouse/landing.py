@@ -669,7 +669,7 @@ def commit(
         if target.ledger is not None:
             _count(target, table, files, rewritten, {r.path for r in removes}, run)
         _write(table, target, [*adds, *(_add(f, now) for f in rewritten), *removes], metadata, transactions)
-        run.rows_written += sum(f.rows for f in files)
+        run.count_written(target.name, sum(f.rows for f in files))
         failpoint(f"after-commit:{target.name}")
         return _recorded(table, target, run, metadata)
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -93,6 +93,7 @@ class IngestRun:
     validations: list = field(default_factory=list)
     declarations: dict = field(default_factory=dict)  # table -> TableDecl used for its writes
     commit_seconds: dict[str, float] = field(default_factory=dict)  # table -> seconds from start to commit
+    table_rows: dict[str, int] = field(default_factory=dict)  # table -> rows this run committed to it
     _clock: float = field(default_factory=time.monotonic, repr=False)
     _runs: object = field(default=None, repr=False)  # landing.Target of meta.ingest_runs
     _row_files: list = field(default_factory=list, repr=False)  # the file holding this run's row
@@ -151,6 +152,11 @@ class IngestRun:
         if decl is not None:
             self.declarations[table] = decl
 
+    def count_written(self, table: str, rows: int) -> None:
+        """`rows` committed to `table`: in the run's total and in the table's own count."""
+        self.rows_written += rows
+        self.table_rows[table] = self.table_rows.get(table, 0) + rows
+
     def _row(self) -> dict:
         return {
             "run_id": self.run_id,
@@ -200,6 +206,57 @@ class IngestRun:
 
         with commit_metadata(self.spark, self.commit_metadata()):
             retry_conflicts(write, RUNS_TABLE)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest run landed, as every source returns it and the CLI and the spark-submit jobs print it
+    (`summary`). Built from the closed run (`of`), so it holds every table version the run wrote, its
+    quality gate's included; `counts` are the source's own figures (GEO's values, gnomAD's release and
+    records, TCGA's files per kind), in the order they are printed."""
+
+    source: str  # "GEO", "TCGA", "gnomAD"
+    run_id: str
+    inputs: tuple[str, ...]  # the input files' paths
+    versions: Mapping[str, int] = field(default_factory=dict)  # table -> the version the run left it at
+    rows: Mapping[str, int] = field(default_factory=dict)  # table -> rows the run committed to it
+    quarantined: int = 0
+    commit_seconds: Mapping[str, float] = field(default_factory=dict)  # table -> seconds from start to commit
+    skipped: bool = False  # already landed (same checksum): nothing was written
+    counts: Mapping[str, int | str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run: IngestRun, source: str, counts: Mapping[str, int | str], skipped: bool = False) -> Self:
+        return cls(
+            source,
+            run.run_id,
+            tuple(i.path for i in run.inputs),
+            dict(run.targets),
+            dict(run.table_rows),
+            run.rows_quarantined,
+            dict(run.commit_seconds),
+            skipped,
+            dict(counts),
+        )
+
+    @property
+    def rows_written(self) -> int:
+        return sum(self.rows.values())
+
+    def summary(self) -> str:
+        """One line naming the source and its files, its figures and the run; then one per table version
+        written, with the rows the run committed to it."""
+        files = self.inputs[0] if len(self.inputs) == 1 else f"{len(self.inputs)} files"
+        if self.skipped:
+            return f"{self.source} {files}: already landed (same SHA-256); nothing written; run {self.run_id}"
+        figures = [f"{v} {k}" if isinstance(v, int) else f"{k} {v}" for k, v in self.counts.items()]
+        figures += [f"{self.rows_written} rows written", f"{self.quarantined} quarantined"]
+        lines = [f"{self.source} {files}: {', '.join(figures)}; run {self.run_id}"]
+        lines += [
+            f"  {table} → version {version} ({self.rows.get(table, 0)} rows written)"
+            for table, version in sorted(self.versions.items())
+        ]
+        return "\n".join(lines)
 
 
 def _preload(module: str) -> None:

@@ -195,6 +195,6 @@ def _record(spark, decl: TableDecl, run: IngestRun, counts_as_written: bool = Tr
     else:
         written = int(metrics.get("numOutputRows", 0))
     if counts_as_written:
-        run.rows_written += written
+        run.count_written(decl.name, written)
     run.record_target(decl.name, commits["version"], decl)
     return commits["version"]

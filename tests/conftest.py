@@ -51,6 +51,20 @@ def run_cli(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.C
     )
 
 
+def run_status(spark, run_id: str) -> str:
+    """The status meta.ingest_runs holds for run `run_id` (read with delta-rs: no Spark job)."""
+    import pyarrow.dataset as pads
+
+    from lakehouse.landing import read_table
+
+    [status] = (
+        read_table(spark, "meta.ingest_runs", ["status"], pads.field("run_id") == run_id)
+        .column(0)
+        .to_pylist()
+    )
+    return status
+
+
 def read_alike(spark, table: str, key: list[str]) -> dict[str, tuple[int, str]]:
     """(rows, checksum of the `key` columns) of `table`'s current version as Spark, delta-rs and DuckDB's
     delta extension each read it; also asserts that every live file carries Delta statistics."""

@@ -380,12 +380,13 @@ def test_every_file_lands_and_reingest_adds_nothing(landed, spark):
     assert first.quarantined == (3 if GEO.is_dir() else 2) and again.quarantined == 0
     # shared files, quirks, GDS, matrix, synthetic, GSE900002 from the mirror
     expected = (22345 if GEO.is_dir() else 0) + 6 + 4 + 4 + 720 + 240
-    assert (first.values, again.values) == (expected, expected)
-    assert first.samples == (45 if GEO.is_dir() else 0) + 2 + 2 + 2 + 6 + 4
+    assert (first.counts["values"], again.counts["values"]) == (expected, expected)
+    assert first.counts["samples"] == (45 if GEO.is_dir() else 0) + 2 + 2 + 2 + 6 + 4
     downloaded = spark.table("silver.geo_samples").filter(F.array_contains("gse_ids", "GSE900002")).count()
     assert downloaded == 4  # the accession came from the mirror
     # `Undef` in the quirks file, `null` in the GDS, 720 / 40 `Undef` in the synthetic file
-    assert first.non_numeric_values == 1 + 1 + 18
+    assert first.counts["non-numeric values → null"] == 1 + 1 + 18
+    assert f"{expected} values, 20 non-numeric values → null, " in first.summary()
     landed_files = {
         r.source_file for r in spark.table("silver.geo_expression").select("source_file").distinct().collect()
     }

@@ -240,10 +240,16 @@ def test_shared_files_land_side_by_side_and_match_cyvcf2(spark, settings, shared
         shared_data / "gnomad" / "annonars_gnomad_v2.1_exomes_GRCh37.vcf.bgz",
     ]
     landed = land_gnomad(spark, settings, [str(f) for f in files], range_bytes=4_000)
-    assert [(f.release, f.dataset, f.genome_build, f.records, f.quarantined) for f in landed] == [
-        ("v4.0", "genomes", "GRCh38", 7, 0),
-        ("v2.1", "exomes", "GRCh37", 6, 0),
+    assert [(f.source, dict(f.counts), f.quarantined) for f in landed] == [
+        ("gnomAD", {"release": "v4.0", "dataset": "genomes", "genome build": "GRCh38", "records": 7}, 0),
+        ("gnomAD", {"release": "v2.1", "dataset": "exomes", "genome build": "GRCh37", "records": 6}, 0),
     ]
+    assert [f.rows["silver.gnomad_variants"] for f in landed] == [7, 6]  # no multi-allelic record here
+    assert landed[0].summary().splitlines()[0] == (
+        f"gnomAD {landed[0].inputs[0]}: release v4.0, dataset genomes, genome build GRCh38, 7 records, "
+        f"{landed[0].rows_written} rows written, 0 quarantined; run {landed[0].run_id}"
+    )
+    assert "  silver.gnomad_variants → version " in landed[0].summary()
     # Silver first, then what is derived from it; the header row last, as it marks the file landed.
     tables = [
         "silver.gnomad_variants",
@@ -258,7 +264,7 @@ def test_shared_files_land_side_by_side_and_match_cyvcf2(spark, settings, shared
         rows = [
             r.asDict(recursive=True)
             for r in spark.table("silver.gnomad_variants")
-            .where(f"source_file = '{info.path}'")
+            .where(f"source_file = '{info.inputs[0]}'")
             .orderBy("contig", "pos", "alt")
             .collect()
         ]
@@ -283,7 +289,7 @@ def test_shared_files_land_side_by_side_and_match_cyvcf2(spark, settings, shared
 
     from lakehouse.schemas import declaration
 
-    written = [*landed[0].versions, "meta.ingest_runs", "quality.file_checks", "quality.validation_results"]
+    written = {*landed[0].versions, "meta.ingest_runs", "quality.file_checks", "quality.validation_results"}
     for table in written:
         reads = read_alike(spark, table, list(declaration(table, settings.schemas_dir).primary_key))
         assert len(set(reads.values())) == 1 and reads["spark"][0] > 0, (table, reads)
@@ -292,6 +298,7 @@ def test_shared_files_land_side_by_side_and_match_cyvcf2(spark, settings, shared
     before = _version(spark, "silver.gnomad_variants")
     again = land_gnomad(spark, settings, [str(files[0])])
     assert again[0].skipped and _version(spark, "silver.gnomad_variants") == before
+    assert "already landed (same SHA-256); nothing written" in again[0].summary()
 
 
 def test_info_type_change_is_refused_naming_table_and_column(spark, settings, tmp_path, shared_data):

@@ -26,7 +26,7 @@ from lakehouse.landing import (
     upsert_rows,
     write_pieces,
 )
-from lakehouse.runs import IngestRun, InputFile
+from lakehouse.runs import IngestResult, IngestRun, InputFile
 from lakehouse.schemas import parse_declaration
 
 
@@ -120,6 +120,26 @@ def test_gaps_fill_from_the_stored_row_and_maps_merge_with_the_rows_entries_winn
                         "source_file": "elsewhere.tsv"}])  # fmt: skip
     assert changed_rows(same, stored, ["case"]).num_rows == 0
     assert changed_rows(rows, stored, ["case"]).column("case").to_pylist() == ["C1", "C2", "C3"]
+
+
+def test_every_source_summarises_its_run_alike():
+    landed = IngestResult(
+        "GEO", "r1", ("/in/a.soft", "/in/b.soft"), {"silver.geo_expression": 4, "gold.geo_gene_expression": 2},
+        {"silver.geo_expression": 720, "gold.geo_gene_expression": 60}, 3,
+        counts={"samples": 6, "values": 720, "non-numeric values → null": 18},
+    )  # fmt: skip
+    assert landed.summary().splitlines() == [
+        "GEO 2 files: 6 samples, 720 values, 18 non-numeric values → null, 780 rows written, 3 quarantined; run r1",
+        "  gold.geo_gene_expression → version 2 (60 rows written)",
+        "  silver.geo_expression → version 4 (720 rows written)",
+    ]
+    one = IngestResult("gnomAD", "r2", ("/in/g.vcf.bgz",), counts={"release": "v4.1", "records": 7})
+    assert (
+        one.summary()
+        == "gnomAD /in/g.vcf.bgz: release v4.1, 7 records, 0 rows written, 0 quarantined; run r2"
+    )
+    skipped = IngestResult("gnomAD", "r3", ("/in/g.vcf.bgz",), skipped=True, counts={"release": "v4.1"})
+    assert skipped.summary() == "gnomAD /in/g.vcf.bgz: already landed (same SHA-256); nothing written; run r3"
 
 
 def test_an_upsert_of_driver_rows_replaces_by_key_and_commits_nothing_when_nothing_changes(
@@ -237,6 +257,7 @@ def test_replace_by_source_is_one_commit_and_repeated_keys_are_refused(spark, se
         with pytest.raises(DataError, match=r"repeats primary key \(contig, pos\): contig=chr1, pos=8"):
             check_keys([target], repeated)
     assert second == first + 1
+    assert run.table_rows == {decl.name: 3 + 3}  # what each commit added, per table
     assert sorted(r.pos for r in spark.table(decl.name).collect()) == [5, 6, 160]
     assert sorted(r.pos for r in spark.read.option("versionAsOf", first).table(decl.name).collect()) == [
         1,

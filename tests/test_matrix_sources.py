@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_status
 from pyspark.sql import functions as F
 
 from lakehouse.matrix.export import export_matrix, stored_provenance, verify_store
@@ -99,7 +100,7 @@ def tcga_cohort(spark, settings, tmp_path_factory):
     paths = [made.out / "gdc_sample_sheet.tsv", made.out / "metadata.cart.json", made.out / "clinical.tsv"]
     paths += sorted(made.out.glob("*/*.rna_seq.augmented_star_gene_counts.tsv"))
     landed = ingest_tcga(spark, settings, paths, release=RELEASE)
-    assert landed.run.status == "succeeded" and landed.quarantined == 0
+    assert run_status(spark, landed.run_id) == "succeeded" and landed.quarantined == 0
     with open(made.out / "gdc_sample_sheet.tsv") as handle:
         sheet = list(csv.DictReader(handle, delimiter="\t"))
     assert len(sheet) == made.counts_files
@@ -110,11 +111,11 @@ def test_tcga_cohort_exports_to_anndata_with_its_values_and_provenance(
     spark, settings, tcga_cohort, tmp_path
 ):
     made, landed, sheet = tcga_cohort
-    version = landed.run.targets[TCGA_GOLD]
+    version = landed.versions[TCGA_GOLD]
     assert version == current_version(spark, TCGA_GOLD)
-    assert commit_run_id(spark, TCGA_GOLD, version) == landed.run.run_id  # the ingest wrote this version
-    [gate] = [v for v in landed.run.validations if v.table == TCGA_GOLD and v.version == version]
-    assert gate.success
+    assert commit_run_id(spark, TCGA_GOLD, version) == landed.run_id  # the ingest wrote this version
+    gate, passed = latest_validation(spark, TCGA_GOLD, version)  # by the run's own gate: a version it wrote
+    assert passed
     card = score_table(spark, settings, TCGA_GOLD, version)
 
     result = export_matrix(spark, settings, TCGA_GOLD, tmp_path / "tcga.zarr", chunk_rows=4, chunk_cols=16)
@@ -155,7 +156,7 @@ def test_tcga_cohort_exports_to_anndata_with_its_values_and_provenance(
     assert list(row.var["gene_name"]) == list(star["gene_name"])
 
     assert_provenance(spark, adata, result.store, result, TCGA_GOLD, version, card.overall, passed=True)
-    assert adata.uns["lakehouse"]["validation_id"] == gate.validation_id
+    assert adata.uns["lakehouse"]["validation_id"] == gate
     assert adata.uns["lakehouse"]["value"] == "tpm_unstranded"
     assert "obs_join" not in adata.uns["lakehouse"]
 
@@ -204,7 +205,7 @@ def test_shared_geo_files_export_to_anndata_with_their_values_and_provenance(
     # names its samples and platform by title, not accession: the run's gate would refuse its silver rows
     # (test_quality covers that), so it lands as in test_geo, and the export validates the gold version.
     landed = ingest_geo(spark, settings, [str(p) for p in files], validate=False)
-    assert landed.samples == 45 and landed.values == 22345
+    assert landed.counts["samples"] == 45 and landed.counts["values"] == 22345
     version = current_version(spark, GEO_GOLD)
     scored = latest_readiness(spark, GEO_GOLD, version)  # None unless an earlier test scored this version
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_status
 from pyspark.sql import functions as F
 
 from ml.experiment import ExperimentSpec, run_experiment
@@ -77,7 +78,7 @@ def survival_cohort(spark, settings, tmp_path_factory):
     cohort_maf = made.out.parent / "cohort.somatic.maf.gz"
     cohort_maf.write_bytes(gzip.compress("".join(comments + [columns] + rows).encode()))
     landed = ingest_tcga(spark, settings, [made.out / "clinical.tsv", cohort_maf], release=RELEASE)
-    assert landed.run.status == "succeeded" and landed.quarantined == 0
+    assert run_status(spark, landed.run_id) == "succeeded" and landed.quarantined == 0
     truth = json.loads((made.out / ".synthetic_truth.json").read_text())["cases"]
     mlflow_dir = tmp_path_factory.mktemp("mlflow-survival")
     ml = dataclasses.replace(settings, mlflow_tracking_uri=f"sqlite:///{mlflow_dir}/mlflow.db")

@@ -9,6 +9,7 @@ import shutil
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import run_status
 from pyspark.sql import functions as F
 
 from lakehouse.errors import DataError
@@ -493,7 +494,8 @@ def test_shared_files_land_and_reingest_adds_nothing(spark, settings, shared_dat
     htseq = tcga / "GenomicDataCommons_example.htseq.counts.gz"
     # Count files name no sample: without a sample sheet every row is quarantined, with the reason.
     first = ingest_tcga(spark, settings, [star, htseq])
-    assert first.kinds == {str(star): "star_counts", str(htseq): "htseq_counts"}
+    assert first.inputs == (str(star.resolve()), str(htseq.resolve()))
+    assert dict(first.counts) == {"htseq_counts": 1, "star_counts": 1, "rows read": first.counts["rows read"]}
     assert first.quarantined == 100 + 50
     reasons = (
         spark.table("quality.quarantine")
@@ -533,8 +535,8 @@ def test_shared_files_land_and_reingest_adds_nothing(spark, settings, shared_dat
         ],
     )
     run = ingest_tcga(spark, settings, [tcga, sheet], release="test")
-    assert run.run.status == "succeeded"
-    assert set(run.kinds.values()) >= {
+    assert run_status(spark, run.run_id) == "succeeded"
+    assert set(run.counts) >= {
         "maf",
         "star_counts",
         "htseq_counts",
@@ -641,7 +643,7 @@ def test_shared_files_land_and_reingest_adds_nothing(spark, settings, shared_dat
         )
     }
     again = ingest_tcga(spark, settings, [tcga, sheet], release="test")
-    assert again.run.rows_written == 0 and again.quarantined == 0
+    assert again.rows_written == 0 and again.quarantined == 0
     assert {name: spark.table(name).count() for name in counts} == counts
 
 
@@ -684,7 +686,7 @@ def test_generated_cohort_lands_with_every_row_joined_to_a_case(spark, settings,
         gzip.compress("".join([*maf_lines[: header_at + 1], "\t".join(repeated) + "\n"]).encode())
     )
     result = ingest_tcga(spark, settings, [made.out])
-    assert result.quarantined == 0 and result.run.status == "succeeded"
+    assert result.quarantined == 0 and run_status(spark, result.run_id) == "succeeded"
     mine = F.col("source_file").startswith(str(made.out))
     expression = spark.table("silver.tcga_expression").filter(mine)
     mutations = spark.table("silver.tcga_mutations").filter(mine)

@@ -31,7 +31,7 @@ def test_cli_synth_then_ingest(spark, tmp_path):
     assert "4 cases, 30 genes" in made.stdout
     landed = run_cli(env, "ingest", "tcga", str(tmp_path / "cohort"), "--release", "synthetic")
     assert landed.returncode == 0, landed.stderr
-    assert "quarantined 0" in landed.stdout and "silver.tcga_expression → version" in landed.stdout
+    assert ", 0 quarantined; run " in landed.stdout and "silver.tcga_expression → version" in landed.stdout
     # The landed tables, read by path (a third JVM for `lakehouse sql` would add nothing test_cli.py lacks).
     warehouse = home / "warehouse"
     gold = spark.read.format("delta").load(str(warehouse / "gold.db" / "tcga_gene_expression"))

@@ -35,7 +35,8 @@ settings = Settings.load()
 spark = get_spark(settings)
 started = time.monotonic()
 landed = land_file(spark, settings, sys.argv[1])
-print(json.dumps({"seconds": time.monotonic() - started, "records": landed.records, "rows": landed.rows,
+print(json.dumps({"seconds": time.monotonic() - started, "records": landed.counts["records"],
+                  "rows": landed.rows["silver.gnomad_variants"],
                   "silver_seconds": landed.commit_seconds["silver.gnomad_variants"]}))
 """
 

@@ -51,7 +51,7 @@ def _ingest(home: Path, inputs: list[Path]) -> float:
     )  # fmt: skip
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-3000:]
-    print(next((line for line in done.stdout.splitlines() if line.startswith("run ")), ""), file=sys.stderr)
+    print(next((line for line in done.stdout.splitlines() if line.startswith("TCGA ")), ""), file=sys.stderr)
     return seconds
 
 

@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -44,7 +43,7 @@ from lakehouse.landing import (
 )
 from lakehouse.quality.quarantine import quarantine_rows
 from lakehouse.quality.validate import gate_versions
-from lakehouse.runs import IngestRun, InputFile
+from lakehouse.runs import IngestResult, IngestRun, InputFile
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.geo import fetch, soft, transform
@@ -61,28 +60,6 @@ TABLES = {
 }
 SPLIT_BYTES = 16 << 20  # files bigger than this (on disk) are read by several tasks
 PIECE_DDL = "path string, shard int, shards int"
-
-
-@dataclass
-class GeoIngestResult:
-    run_id: str
-    files: int
-    series: int = 0
-    platforms: int = 0
-    probes: int = 0
-    samples: int = 0
-    values: int = 0
-    non_numeric_values: int = 0
-    gene_values: int = 0
-    quarantined: int = 0
-
-    def summary(self) -> str:
-        return (
-            f"{self.files} GEO file(s): {self.series} series, {self.platforms} platforms "
-            f"({self.probes} probes written), {self.samples} samples, {self.values} values "
-            f"({self.non_numeric_values} non-numeric → null), {self.gene_values} gene values written, "
-            f"{self.quarantined} quarantined; run {self.run_id}"
-        )
 
 
 # --- in Spark tasks -------------------------------------------------------------------------------------
@@ -228,7 +205,7 @@ def ingest_geo(
     shards: int | None = None,
     job: str = JOB,
     validate: bool = True,
-) -> GeoIngestResult:
+) -> IngestResult:
     """Land GEO files or accessions; returns what was landed. `validate=False` skips the run's quality gate
     (the expectation suites of every table written), for callers that validate separately."""
     paths = resolve_inputs(list(targets), settings)
@@ -237,7 +214,6 @@ def ingest_geo(
     dirs = settings.schemas_dir
     clock = _Clock()
     with IngestRun(spark, settings, job=job, inputs=sources, validate=validate) as run:
-        result = GeoIngestResult(run.run_id, len(sources))
         expression = Target.of(spark, declaration(TABLES["expression"], dirs), dirs)
         probes = Target.of(spark, declaration(TABLES["probes"], dirs), dirs)
         marks = {source.path: Provenance.of(source, run) for source in sources}
@@ -252,8 +228,7 @@ def ingest_geo(
         clock.tick("read and write")
 
         reports = written.reports
-        result.values = sum(r["values"] for r in reports)
-        result.non_numeric_values = sum(r["non_numeric"] for r in reports)
+        values = sum(r["values"] for r in reports)
         entities = pa.Table.from_pylist(
             [row for r in reports for row in r["entities"] or []], schema=soft.ENTITY_SCHEMA
         )
@@ -263,36 +238,37 @@ def ingest_geo(
         platform_files = written.files.get(probes.name, [])
         gpls = sorted({f.group[1] for f in platform_files})
         with_platforms = _unique(by_path[f.group[0]] for f in platform_files)
-        written_before = run.rows_written
         commit(probes, platform_files, run, replace={"gpl_id": gpls},
                app_id=transaction_id(probes.name, sources), source=with_platforms)  # fmt: skip
-        result.probes = run.rows_written - written_before
         clock.tick("commit")
 
-        _land_entities(spark, entities, by_path, run, result)
+        described = _land_entities(spark, entities, by_path, run)
         clock.tick("series, platforms, samples")
         problems = entities.filter(pc.equal(entities.column("kind"), "problem"))
-        result.quarantined = _quarantine(spark, problems, by_path, run)
+        quarantined = _quarantine(spark, problems, by_path, run)
         clock.tick("quarantine")
 
-        if result.values:  # gold only from validated silver versions
+        if values:  # gold only from validated silver versions
             versions = gate_versions(spark, settings, run, [expression.name, probes.name])
             clock.tick("gate")
-            result.gene_values = _land_genes(
+            _land_genes(
                 spark, run, settings, written, expression, probes, versions[probes.name], reports, marks,
                 sources,
             )  # fmt: skip
             clock.tick("genes")
         blocks = entities.num_rows - problems.num_rows
-        run.rows_read = blocks + result.values + result.quarantined
+        run.rows_read = blocks + values + quarantined
     clock.tick("validation")
     log.info("ingest geo %s: %s", run.run_id, clock)
-    return result
+    non_numeric = sum(r["non_numeric"] for r in reports)
+    return IngestResult.of(
+        run, "GEO", {**described, "values": values, "non-numeric values → null": non_numeric}
+    )
 
 
-def _land_genes(spark, run, settings, written, expression, probes, version, reports, marks, sources) -> int:
+def _land_genes(spark, run, settings, written, expression, probes, version, reports, marks, sources) -> None:
     """Derive gold.geo_gene_expression from the expression files this run wrote, and commit it replacing
-    the genes of the same samples. Returns the gene values committed."""
+    the genes of the same samples."""
     dirs = settings.schemas_dir
     genes = Target.of(spark, declaration(TABLES["genes"], dirs), dirs)
     files = written.files.get(expression.name, [])
@@ -314,10 +290,8 @@ def _land_genes(spark, run, settings, written, expression, probes, version, repo
             "file (GPL…), then this file again", genes.name, ", ".join(unmapped), probes.name,
         )  # fmt: skip
     samples = sorted({s for r in reports for s in r["samples"]})
-    before = run.rows_written
     commit(genes, derived.files.get(genes.name, []), run, replace={"source_file": [s.path for s in sources],
            "gsm_id": samples}, app_id=transaction_id(genes.name, sources))  # fmt: skip
-    return run.rows_written - before
 
 
 def _preferred_files(reports: list[dict]) -> dict[str, str]:
@@ -349,18 +323,20 @@ def _unique(sources) -> list[InputFile]:
     return sorted({s.path: s for s in sources}.values(), key=lambda s: s.path)
 
 
-def _land_entities(spark, entities: pa.Table, by_path: dict[str, InputFile], run, result) -> None:
+def _land_entities(spark, entities: pa.Table, by_path: dict[str, InputFile], run) -> dict[str, int]:
     """Series, platforms and samples from the files' blocks, each upserted on its accession (the latest
-    landing describes an entity; within one run, `transform.prefer_one`)."""
+    landing describes an entity; within one run, `transform.prefer_one`). Returns how many of each the
+    files describe, series first."""
     blocks = entities.filter(pc.not_equal(entities.column("kind"), "problem")).to_pylist()
     dirs = run.settings.schemas_dir
+    described = {}
     for key, rows_of in (
         ("platforms", transform.platform_rows),
         ("series", transform.series_rows),
         ("samples", transform.sample_rows),
     ):
         rows = rows_of(blocks)
-        setattr(result, key, len(rows))
+        described[key] = len(rows)
         if not rows:
             continue
         target = Target.of(spark, declaration(TABLES[key], dirs), dirs)
@@ -370,6 +346,7 @@ def _land_entities(spark, entities: pa.Table, by_path: dict[str, InputFile], run
                        ingested_at=run.started_at.replace(tzinfo=dt.UTC))  # fmt: skip
         table = pa.Table.from_pylist([_as_arrow(row, target.schema) for row in rows], target.schema)
         upsert_rows(target, table, run, source=_unique(by_path[r["source_file"]] for r in rows))
+    return {key: described[key] for key in ("series", "platforms", "samples")}
 
 
 def _as_arrow(row: dict, schema: pa.Schema) -> dict:
@@ -408,7 +385,7 @@ class _Clock:
         return ", ".join(f"{k} {v} s" for k, v in self.phases.items())
 
 
-def land_synthetic(spark, settings: Settings, samples: int = 8, probes: int = 300) -> GeoIngestResult:
+def land_synthetic(spark, settings: Settings, samples: int = 8, probes: int = 300) -> IngestResult:
     """The main job's GEO stage: a small generated family SOFT file, landed through the real path."""
     from lakehouse.synth.geo import write_family_soft
 

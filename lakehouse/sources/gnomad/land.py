@@ -34,7 +34,7 @@ from lakehouse.landing import (
 )
 from lakehouse.quality.quarantine import quarantine_rows
 from lakehouse.quality.validate import gate_versions
-from lakehouse.runs import IngestRun, InputFile, utcnow
+from lakehouse.runs import IngestResult, IngestRun, InputFile, utcnow
 from lakehouse.schemas import ColumnDecl, TableDecl, declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.gnomad import bgzf
@@ -56,35 +56,6 @@ GRCH38_NAMES = {
     "MT": "chrM",
     "M": "chrM",
 }
-
-
-@dataclass(frozen=True)
-class LandedFile:
-    path: str
-    release: str
-    dataset: str
-    genome_build: str
-    records: int
-    rows: int
-    quarantined: int
-    skipped: bool
-    run_id: str
-    versions: dict
-    commit_seconds: dict  # table -> seconds from the run's start to its commit
-
-    def summary(self) -> str:
-        """What landing the file did, as the CLI and the spark-submit job print it: one line, then one per
-        table version written."""
-        if self.skipped:
-            return f"{self.path}: already landed (same SHA-256); nothing written"
-        lines = [
-            (
-                f"{self.path}: {self.release} {self.dataset} {self.genome_build}: {self.records} records → "
-                f"{self.rows} rows, {self.quarantined} quarantined (run {self.run_id})"
-            )
-        ]
-        lines += [f"  {table} → version {version}" for table, version in sorted(self.versions.items())]
-        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- naming
@@ -309,7 +280,8 @@ def land_gnomad(
     dataset: str | None = None,
     force: bool = False,
     range_bytes: int = bgzf.DEFAULT_RANGE_BYTES,
-) -> list[LandedFile]:
+) -> list[IngestResult]:
+    """Land each file in a run of its own; a file landed before (same checksum) is skipped unless `force`."""
     return [
         land_file(spark, settings, fetch(p, settings), release, dataset, force, range_bytes) for p in paths
     ]
@@ -323,7 +295,7 @@ def land_file(
     dataset: str | None = None,
     force: bool = False,
     range_bytes: int = bgzf.DEFAULT_RANGE_BYTES,
-) -> LandedFile:
+) -> IngestResult:
     source = InputFile.of(path)
     release = release or infer_release(source.path)
     if not release:
@@ -334,8 +306,9 @@ def land_file(
         header = parse_header(bgzf.read_header_text(source.path, compression), source.path)
         build = build_of_release(release, source.path)
         check_build(header, build, source.path)
-        if not force and already_landed(spark, source):
-            return LandedFile(source.path, release, dataset, build, 0, 0, 0, True, run.run_id, {}, {})
+        figures = {"release": release, "dataset": dataset, "genome build": build}
+        if not force and already_landed(spark, source):  # the run writes nothing, nor validates anything
+            return IngestResult.of(run, "gnomAD", {**figures, "records": 0}, skipped=True)
         ranges = bgzf.plan_ranges(source.path, compression, range_bytes)  # refuses truncated BGZF
         schemas_dir = settings.schemas_dir
         decl = variants_declaration(spark, declaration(VARIANTS, schemas_dir), header)
@@ -361,18 +334,12 @@ def land_file(
         run.rows_read = sum(records for _, records, _ in reported.values())
         evolve(spark, decl)
         idempotent = {"replace": [source.path], "again": force, "source": source}
-        versions = {
-            VARIANTS: commit(
-                variants,
-                written.files.get(VARIANTS, []),
-                run,
-                app_id=f"{VARIANTS}:{source.sha256}",
-                **idempotent,
-            )
-        }
+        commit(
+            variants, written.files.get(VARIANTS, []), run, app_id=f"{VARIANTS}:{source.sha256}", **idempotent
+        )
         _quarantine(spark, run, source, reported)  # after the rows it stands beside, as before
         gate_versions(spark, settings, run, [VARIANTS])  # gold only from a validated silver version
-        versions[FREQUENCIES] = commit(
+        commit(
             frequencies,
             written.files.get(FREQUENCIES, []),
             run,
@@ -380,7 +347,7 @@ def land_file(
             **idempotent,
         )
         fields = Target.of(spark, declaration(FIELDS, schemas_dir))
-        versions[FIELDS] = land_rows(
+        land_rows(
             fields, _field_rows(fields, header, source, release, dataset, build), run, source=source,
             replace=[source.path],
         )  # fmt: skip
@@ -399,27 +366,15 @@ def land_file(
             "ingest_run_id": run.run_id,
         }
         headers = Target.of(spark, declaration(HEADERS, schemas_dir))
-        versions[HEADERS] = land_rows(
+        land_rows(
             headers,
             pa.Table.from_pylist([header_row], headers.schema),
             run,
             source=source,
             replace=[source.path],
         )
-        rows = written.rows(VARIANTS)
-        return LandedFile(
-            source.path,
-            release,
-            dataset,
-            build,
-            run.rows_read,
-            rows,
-            run.rows_quarantined,
-            False,
-            run.run_id,
-            versions,
-            run.commit_seconds,
-        )
+    # Built once the run is closed: its gate's versions are the run's too.
+    return IngestResult.of(run, "gnomAD", {**figures, "records": run.rows_read})
 
 
 def _stored_layouts(decl: TableDecl, header: VcfHeader) -> dict:
@@ -475,7 +430,7 @@ def _field_rows(fields: Target, header: VcfHeader, source: InputFile, release, d
     return pa.Table.from_pylist(rows, fields.schema)
 
 
-def land_synthetic(spark, settings: Settings, records: int = 200) -> LandedFile:
+def land_synthetic(spark, settings: Settings, records: int = 200) -> IngestResult:
     """The main job's gnomAD stage: a small generated v4-shaped file (same seed, same bytes) landed."""
     from lakehouse.synth.gnomad import write_gnomad_vcf
 

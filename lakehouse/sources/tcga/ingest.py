@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -48,7 +47,7 @@ from lakehouse.landing import (
 )
 from lakehouse.quality.quarantine import QUARANTINE_TABLE, quarantine_rows
 from lakehouse.quality.validate import gate_versions
-from lakehouse.runs import IngestRun, InputFile
+from lakehouse.runs import IngestResult, IngestRun, InputFile
 from lakehouse.schemas import TableDecl, declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.tcga import readers
@@ -108,30 +107,6 @@ FILE_COLUMNS = (
 )
 
 
-@dataclass
-class TcgaIngest:
-    run: IngestRun
-    kinds: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, int] = field(default_factory=dict)  # rows offered to each table by this batch
-    quarantined: int = 0
-
-    def summary(self) -> str:
-        """What the run landed, as the CLI and the spark-submit job print it: one line, then one per table
-        version written."""
-        kinds: dict[str, int] = {}
-        for kind in self.kinds.values():
-            kinds[kind] = kinds.get(kind, 0) + 1
-        lines = [
-            (
-                f"run {self.run.run_id}: {len(self.kinds)} files "
-                f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); rows read {self.run.rows_read}, "
-                f"written {self.run.rows_written}, quarantined {self.quarantined}"
-            )
-        ]
-        lines += [f"  {table} → version {version}" for table, version in sorted(self.run.targets.items())]
-        return "\n".join(lines)
-
-
 def expand(paths: list[str | Path]) -> list[Path]:
     """Files under `paths` (directories walked; hidden files and GDC download logs skipped), sorted."""
     found = []
@@ -160,15 +135,17 @@ def plan(paths: list[str | Path]) -> list[Sniffed]:
     return sorted((sniff(p) for p in files), key=lambda s: (ORDER.index(s.kind), str(s.path)))
 
 
-def ingest_tcga(spark, settings: Settings, paths: list[str | Path], release: str | None = None) -> TcgaIngest:
+def ingest_tcga(
+    spark, settings: Settings, paths: list[str | Path], release: str | None = None
+) -> IngestResult:
+    """Land the GDC/TCGA files under `paths` in one run; the figures are its files per kind and rows read."""
     sniffed = plan(paths)
     inputs = {str(s.path): InputFile.of(s.path) for s in sniffed}
     decls = {name: declaration(name, settings.schemas_dir) for name in (*TABLES, QUARANTINE_TABLE)}
     for decl in decls.values():
         ensure_table(spark, decl)
     with IngestRun(spark, settings, job="ingest-tcga", inputs=list(inputs.values())) as run:
-        result = TcgaIngest(run, {str(s.path): s.kind for s in sniffed})
-        lander = _Lander(spark, decls, run, inputs, release, result)
+        lander = _Lander(spark, decls, run, inputs, release)
         by_kind: dict[str, list[Sniffed]] = {}
         for item in sniffed:
             by_kind.setdefault(item.kind, []).append(item)
@@ -181,14 +158,15 @@ def ingest_tcga(spark, settings: Settings, paths: list[str | Path], release: str
         lander.counts(by_kind.get("star_counts", []) + by_kind.get("htseq_counts", []))
         lander.samples()
         lander.gold()
-        result.quarantined = run.rows_quarantined
-    return result
+    kinds: dict[str, int] = {}
+    for item in sorted(sniffed, key=lambda s: s.kind):
+        kinds[item.kind] = kinds.get(item.kind, 0) + 1
+    return IngestResult.of(run, "TCGA", {**kinds, "rows read": run.rows_read})
 
 
 class _Lander:
-    def __init__(self, spark, decls: dict[str, TableDecl], run: IngestRun, inputs, release, result):
+    def __init__(self, spark, decls: dict[str, TableDecl], run: IngestRun, inputs, release):
         self.spark, self.decls, self.run, self.inputs, self.release = spark, decls, run, inputs, release
-        self.result = result
         self.barcodes: list[dict] = []  # barcode, source_file, project_id, case_id, sample_id, aliquot_id
         self.mapping: dict[str, dict] = {}
         self.touched_files: list[str] = []  # GDC file names of the count files landed
@@ -199,7 +177,6 @@ class _Lander:
     def upsert(self, name: str, rows: list[dict], derive=None) -> None:
         """Upsert `rows` (dicts naming their `source_file`) on table `name`'s key, with provenance, each
         row's gaps filled from the stored row of its key, then `derive` (Arrow in and out) applied."""
-        self.result.rows[name] = self.result.rows.get(name, 0) + len(rows)
         if not rows:
             return
         target = self.target(name)
@@ -245,7 +222,6 @@ class _Lander:
         target = self.target(name)
         inputs = sorted((self.inputs[p] for p in set(sources)), key=lambda i: i.path)
         files = written.files.get(name, [])
-        self.result.rows[name] = self.result.rows.get(name, 0) + sum(f.rows for f in files)
         commit(target, files, self.run, app_id=transaction_id(name, inputs), source=inputs or None, **how)
 
     def add_barcodes(self, rows: list[dict]) -> None:
@@ -648,7 +624,7 @@ def with_survival(clinical: pa.Table) -> pa.Table:
     return clinical
 
 
-def land_synthetic(spark, settings: Settings, cases: int = 6, genes: int = 60) -> TcgaIngest:
+def land_synthetic(spark, settings: Settings, cases: int = 6, genes: int = 60) -> IngestResult:
     """The main job's TCGA stage: a small generated cohort (same seed, same files) landed end to end."""
     from lakehouse.synth.tcga import generate_tcga
 
