@@ -8,6 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -23,6 +24,9 @@ from lakehouse.landing import (
     conform,
     file_stats,
     fill_gaps,
+    key_hashes,
+    repeated_hashes,
+    repeated_values,
     upsert_rows,
     write_pieces,
 )
@@ -120,6 +124,23 @@ def test_gaps_fill_from_the_stored_row_and_maps_merge_with_the_rows_entries_winn
                         "source_file": "elsewhere.tsv"}])  # fmt: skip
     assert changed_rows(same, stored, ["case"]).num_rows == 0
     assert changed_rows(rows, stored, ["case"]).column("case").to_pylist() == ["C1", "C2", "C3"]
+
+
+def test_repeated_keys_are_found_alike_on_key_columns_and_on_their_hashes():
+    rows = pa.table({"contig": ["chr2", "chr1", "chr2", None, None, "chr1"], "pos": [7, 3, 7, None, None, 4]})
+    key = ["contig", "pos"]
+    # key columns: first seen first, a null key repeated like any other
+    assert repeated_values(rows, key).to_pylist() == [
+        {"contig": "chr2", "pos": 7},
+        {"contig": None, "pos": None},
+    ]
+    assert repeated_values(rows.slice(0, 1), key).num_rows == 0
+    # one integer column (hashes): sorted, in the column's type
+    ints = repeated_values(pa.table({"pos": pa.array([9, 3, 9, 3, 3, 1], pa.int32())}), ["pos"])
+    assert ints.column("pos").to_pylist() == [3, 9] and ints.schema.field("pos").type == pa.int32()
+    hashes = key_hashes(rows, key)
+    assert sorted(repeated_hashes(hashes)) == sorted(set(hashes[[0, 3]]))
+    assert repeated_hashes(hashes[:2]).dtype == np.uint64 and len(repeated_hashes(hashes[:0])) == 0
 
 
 def test_every_source_summarises_its_run_alike():
