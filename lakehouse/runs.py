@@ -245,18 +245,22 @@ class IngestResult:
 
     def summary(self) -> str:
         """One line naming the source and its files, its figures and the run; then one per table version
-        written, with the rows the run committed to it."""
+        written, with the rows the run committed to it (none for the gate's results, which are appended
+        beside the data and not counted as written, nor for a commit with nothing to add)."""
         files = self.inputs[0] if len(self.inputs) == 1 else f"{len(self.inputs)} files"
         if self.skipped:
             return f"{self.source} {files}: already landed (same SHA-256); nothing written; run {self.run_id}"
         figures = [f"{v} {k}" if isinstance(v, int) else f"{k} {v}" for k, v in self.counts.items()]
-        figures += [f"{self.rows_written} rows written", f"{self.quarantined} quarantined"]
+        figures += [f"{_rows(self.rows_written)} written", f"{self.quarantined} quarantined"]
         lines = [f"{self.source} {files}: {', '.join(figures)}; run {self.run_id}"]
-        lines += [
-            f"  {table} → version {version} ({self.rows.get(table, 0)} rows written)"
-            for table, version in sorted(self.versions.items())
-        ]
+        for table, version in sorted(self.versions.items()):
+            written = f" ({_rows(self.rows[table])} written)" if table in self.rows else ""
+            lines.append(f"  {table} → version {version}{written}")
         return "\n".join(lines)
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 def _preload(module: str) -> None:

@@ -144,14 +144,14 @@ def test_repeated_keys_are_found_alike_on_key_columns_and_on_their_hashes():
 
 
 def test_every_source_summarises_its_run_alike():
-    landed = IngestResult(
-        "GEO", "r1", ("/in/a.soft", "/in/b.soft"), {"silver.geo_expression": 4, "gold.geo_gene_expression": 2},
-        {"silver.geo_expression": 720, "gold.geo_gene_expression": 60}, 3,
-        counts={"samples": 6, "values": 720, "non-numeric values → null": 18},
-    )  # fmt: skip
+    versions = {"silver.geo_expression": 4, "gold.geo_gene_expression": 2, "quality.validation_results": 9}
+    rows = {"silver.geo_expression": 720, "gold.geo_gene_expression": 1}
+    counts = {"samples": 6, "values": 720, "non-numeric values → null": 18}
+    landed = IngestResult("GEO", "r1", ("/in/a.soft", "/in/b.soft"), versions, rows, 3, counts=counts)
     assert landed.summary().splitlines() == [
-        "GEO 2 files: 6 samples, 720 values, 18 non-numeric values → null, 780 rows written, 3 quarantined; run r1",
-        "  gold.geo_gene_expression → version 2 (60 rows written)",
+        "GEO 2 files: 6 samples, 720 values, 18 non-numeric values → null, 721 rows written, 3 quarantined; run r1",
+        "  gold.geo_gene_expression → version 2 (1 row written)",
+        "  quality.validation_results → version 9",  # the gate's results: appended, not counted as written
         "  silver.geo_expression → version 4 (720 rows written)",
     ]
     one = IngestResult("gnomAD", "r2", ("/in/g.vcf.bgz",), counts={"release": "v4.1", "records": 7})
