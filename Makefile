@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NATIVE := $(VENV)/.native
 export LAKEHOUSE_HOME ?= $(CURDIR)/lakehouse-data
 export LAKEHOUSE_CACHE ?= $(LAKEHOUSE_HOME)/cache
 export GX_ANALYTICS_ENABLED ?= false
@@ -13,7 +14,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup run test bench lint clean browser postgres
 
-setup: $(STAMP)
+setup: $(STAMP) $(NATIVE)
 	@$(BIN)/lakehouse jars
 
 $(STAMP): pyproject.toml
@@ -22,6 +23,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# The gnomAD parser's compiled tokeniser (native/: Rust, PyO3, built by maturin from PyPI and crates.io).
+# Optional: without cargo the parser runs its pure-Python tokeniser, which gives the same output.
+$(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs
+	@if command -v cargo >/dev/null 2>&1; then \
+	  $(BIN)/python -m pip install --quiet ./native && touch $(NATIVE); \
+	else echo "cargo not found: the gnomAD parser uses its pure-Python tokeniser (install Rust for the compiled one)"; fi
 
 run: setup
 	$(BIN)/lakehouse run

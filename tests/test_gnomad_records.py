@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import itertools
+import random
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
-from lakehouse.sources.gnomad import records
+from lakehouse.sources.gnomad import bgzf, records
 from lakehouse.sources.gnomad.header import parse_header
+from lakehouse.synth.gnomad import write_gnomad_vcf
 
 HEADER_LINES = [
     "##fileformat=VCFv4.2",
@@ -66,3 +70,126 @@ def test_cast_fields_matches_field_by_field_cast():
     assert bad.tolist() == [False, False, False, False, True, False, False, False, True]
     typed, bad = records._cast_fields(pa.array(["1", "."]), pa.float64(), np.array([0, 1, 2]))
     assert typed.to_pylist() == [1.0, None] and not bad.any()
+
+
+# --- the compiled tokeniser (native/) against the pure-Python one ---------------------------------------
+
+
+@pytest.fixture
+def parse_both(monkeypatch):
+    """parse_lines with the pure-Python tokeniser and with the compiled one."""
+    if records._native is None:
+        pytest.skip("lakehouse_vcf_native is not built (`make setup` builds it when cargo is installed)")
+
+    def parse(data: bytes, header, first_line: int = 1):
+        monkeypatch.setattr(records, "TOKENS", records._Tokens)
+        pure = records.parse_lines(data, header, first_line)
+        monkeypatch.setattr(records, "TOKENS", records._NativeTokens)
+        native = records.parse_lines(data, header, first_line)
+        return pure, native
+
+    return parse
+
+
+def assert_same(pure, native) -> None:
+    assert native.batch.schema == pure.batch.schema
+    # NaN is a value (`nan` parses as a double): compare by repr where Arrow's equality says NaN != NaN.
+    assert native.batch.equals(pure.batch) or repr(native.batch.to_pylist()) == repr(pure.batch.to_pylist())
+    assert (native.lines, native.records) == (pure.lines, pure.records)
+    assert native.bad == pure.bad
+
+
+def _ranges(path: Path, range_bytes: int):
+    compression = bgzf.detect_compression(str(path))
+    header = parse_header(bgzf.read_header_text(str(path), compression), str(path))
+    for byte_range in bgzf.plan_ranges(str(path), compression, range_bytes):
+        yield header, bgzf.range_text(str(path), compression, byte_range)
+
+
+def test_native_tokeniser_matches_pure_on_every_shared_file(parse_both, shared_data):
+    files = sorted(p for p in (shared_data / "gnomad").glob("*.vcf*gz"))
+    assert files
+    for path in files:
+        rows = 0
+        for range_bytes in (1 << 30, 5000):
+            for header, text in _ranges(path, range_bytes):
+                pure, native = parse_both(text, header)
+                assert_same(pure, native)
+                rows += native.batch.num_rows
+        assert rows > 0, path
+
+
+def _damage(line: bytes, rng: random.Random) -> bytes:
+    """One of the ways a line goes wrong (or stays right), chosen by `rng`."""
+    cols = line.split(b"\t")
+    choice = rng.random()
+    if choice < 0.04:
+        return b"#" + line
+    if choice < 0.06:
+        return b""
+    if choice < 0.09:
+        return line + b"\r"
+    if choice < 0.11:
+        return b"\t".join(cols[:7])
+    if choice < 0.13:
+        return line + b"\textra"
+    if choice < 0.16:
+        cols[4] = rng.choice([b"A,C,G", b"A,C", b"."])
+    elif choice < 0.18:
+        cols[1] = b"x12"
+    elif choice < 0.20:
+        cols[5] = b"q"
+    elif choice < 0.22:
+        cols[7] = rng.choice([b".", b"", b";", b";;", b"=", b"AC"])
+    elif choice < 0.26:
+        cols[7] = rng.choice([b";", b"BOGUS=1;", b"", b"AC=5;"]) + cols[7] + rng.choice([b";X=1", b";;", b";"])
+    elif choice < 0.40:
+        pairs = cols[7].split(b";")
+        for _ in range(3):
+            i = rng.randrange(len(pairs))
+            key = pairs[i].split(b"=", 1)[0]
+            value = rng.choice(
+                [b"abc", b".", b"", b"1,2", b"1.5", b"3e4", b"nan", b"1,.", b"\xff\xfe", b"2147483648", b"7,7,7"]
+            )
+            pairs[i] = rng.choice([key + b"=" + value, key, pairs[i] + b";" + pairs[i], b""])
+        if rng.random() < 0.2:
+            rng.shuffle(pairs)
+        cols[7] = b";".join(pairs)
+    return b"\t".join(cols)
+
+
+def test_native_tokeniser_matches_pure_on_generated_and_damaged_lines(parse_both, tmp_path):
+    path = write_gnomad_vcf(tmp_path / "synth.vcf.bgz", records=400, multiallelic_share=0.2)
+    texts = list(_ranges(path, 40_000))
+    header = texts[0][0]
+    for _, text in texts:
+        assert_same(*parse_both(text, header, first_line=5))
+    lines = b"".join(text for _, text in texts).split(b"\n")
+    body = [line for line in lines if line and not line.startswith(b"#")]
+    bad_total = 0
+    for seed in range(4):
+        rng = random.Random(seed)
+        data = b"\n".join(_damage(line, rng) for line in body) + rng.choice([b"\n", b"", b"\r\n"])
+        pure, native = parse_both(data, header, first_line=3)
+        assert_same(pure, native)
+        bad_total += len(native.bad)
+    assert bad_total > 100  # the damage reached the parser
+
+
+def test_native_tokeniser_rules_on_one_line():
+    if records._native is None:
+        pytest.skip("lakehouse_vcf_native is not built (`make setup` builds it when cargo is installed)")
+    line = b"chr1\t1\t.\tA\tC\t.\tPASS\t;AN=1;;AC=.;lcr;AN=3;Z=\n"
+    buf = np.frombuffer(line, np.uint8)
+    out = records._native.tokenize(buf, np.array([0]), np.array([len(line) - 1]), ["AC", "AN", "lcr"])
+    tabs, columns, pairs, value_at, matrix, first_unknown = out
+    assert np.frombuffer(tabs, np.int64).tolist() == [7]
+    info = np.frombuffer(columns, np.int64).reshape(8, 2)[7]
+    assert line[info[0] : info[1]] == b";AN=1;;AC=.;lcr;AN=3;Z="
+    pieces = np.frombuffer(pairs, np.int32).reshape(-1, 4)
+    # a `;` opening INFO belongs to the first key; empty pairs are dropped
+    assert [line[a:b] for a, b, _, _ in pieces] == [b";AN", b"AC", b"lcr", b"AN", b"Z"]
+    assert np.frombuffer(value_at, np.int64).tolist() == [2, -1, -1, 14, -1]
+    # AC present with a missing value, the last AN wins, `;AN` and `Z` are not declared
+    assert np.frombuffer(matrix, np.int64).tolist() == [1, 3, 2]
+    assert np.frombuffer(first_unknown, np.int64).tolist() == [0]

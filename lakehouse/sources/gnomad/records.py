@@ -3,8 +3,11 @@
 Per-record Python cannot keep up with 400–900 INFO fields per line, so a batch of lines is parsed with numpy
 and Arrow kernels: tabs, `;` and `=` are located on the batch's UTF-8 buffer (numpy), keys and values become
 zero-copy Arrow strings over that buffer, every key is mapped to its header position with one hash lookup
-(`index_in`), scatter the value positions into a records × fields matrix (numpy), then take, split and
-cast one field at a time over the whole batch. Per-allele values (Number=A/R/G) are picked by offset
+(`index_in`), scatter the value positions into a records × fields matrix (numpy). That tokenising step is the
+one loop over every byte, so it also exists compiled (native/, `lakehouse_vcf_native`, built by `make` when
+cargo is there): same outputs, tested equal, and the pure-Python `_Tokens` stays the fallback. Fields of the
+same rule and type are then taken, split and cast together, one Arrow kernel call per group (hundreds of
+fields make per-call overhead the cost otherwise). Per-allele values (Number=A/R/G) are picked by offset
 arithmetic after expanding records to one row per ALT. A value that does not parse, an INFO key the header
 does not declare, or a wrong column count marks its record bad (with the reason); the other records land.
 """
@@ -19,6 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.sources.gnomad.header import EXTRA_SUBFIELDS, InfoField, VcfHeader
+
+try:  # the compiled tokeniser (native/, built by `make`); the pure-Python `_Tokens` is the fallback
+    import lakehouse_vcf_native as _native
+except ImportError:  # pragma: no cover - depends on the build
+    _native = None
 
 _ARROW = {"int": pa.int32(), "double": pa.float64(), "string": pa.string(), "boolean": pa.bool_()}
 FIXED_OUTPUT = (
@@ -105,6 +113,14 @@ def _cast(strings: pa.Array, target: pa.DataType, clean: bool = False) -> tuple[
     return pc.cast(cleaned, target), bad
 
 
+def _cast_or_none(strings: pa.Array, target: pa.DataType) -> pa.Array | None:
+    """strings cast to `target` when every value parses (missing values already null), else None."""
+    try:
+        return pc.cast(strings, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
 def _cast_fields(
     strings: pa.Array, target: pa.DataType, cuts: np.ndarray, clean: bool = False
 ) -> tuple[pa.Array, np.ndarray]:
@@ -173,24 +189,31 @@ def parse_lines(data: bytes, header: VcfHeader, first_line: int = 1) -> ParsedLi
     keep = ends > starts
     keep[keep] = buf[starts[keep]] != 35  # `#`
     rows = np.flatnonzero(keep)
-    parsed = _parse(_pieces(data, starts[rows], ends[rows]), first_line + rows.astype(np.int64), header)
+    parsed = _parse(pa.py_buffer(data), starts[rows], ends[rows], first_line + rows.astype(np.int64), header)
     parsed.lines = count
     return parsed
 
 
 def parse_records(records: list[str], numbers: np.ndarray, header: VcfHeader) -> ParsedLines:
-    return _parse(pa.array(records, pa.string()), numbers, header)
+    raw = pa.array(records, pa.string())
+    offsets = np.frombuffer(raw.buffers()[1], np.int32, count=len(raw) + 1).astype(np.int64)
+    data = raw.buffers()[2] if raw.buffers()[2] is not None else pa.py_buffer(b"")
+    return _parse(data, offsets[:-1], offsets[1:], numbers, header)
 
 
-def _parse(raw: pa.Array, numbers: np.ndarray, header: VcfHeader) -> ParsedLines:
-    """Data lines (an Arrow string array, no newlines) with their line numbers → one row per ALT allele."""
+def _parse(
+    data: pa.Buffer, starts: np.ndarray, ends: np.ndarray, numbers: np.ndarray, header: VcfHeader
+) -> ParsedLines:
+    """Data lines (`data[start:end]`, UTF-8, no newlines, in order) with their line numbers → one row per
+    ALT allele."""
     schema = output_schema(header)
-    n = len(raw)
+    n = len(starts)
     if n == 0:
         return ParsedLines(_empty(schema), 0, 0)
     reasons = _Reasons(n)
 
-    lines = _Tokens(raw)
+    ids = [f.id for f in header.fields]
+    lines = TOKENS(data, starts, ends, ids)
     lengths = lines.tab_counts + 1
     width = len(header.columns)
     reasons.add(
@@ -198,7 +221,7 @@ def _parse(raw: pa.Array, numbers: np.ndarray, header: VcfHeader) -> ParsedLines
         lambda r: f"line has {lengths[r]} tab-separated columns, the header declares {width}",
     )
     ok_width = lengths >= 8
-    column = lines.columns(header.columns[:8], ok_width)
+    column = lines.columns(header.columns[:7], ok_width)  # INFO is read as pairs, never as one string
 
     pos, bad = _cast(column["POS"], pa.int64())
     bad |= ok_width & ~pos.is_valid().to_numpy(zero_copy_only=False)
@@ -239,24 +262,11 @@ def _parse(raw: pa.Array, numbers: np.ndarray, header: VcfHeader) -> ParsedLines
     }
 
     # INFO: key=value pairs → a records × fields matrix of positions into `values`.
-    keys, values, value_at, pair_row = lines.info_pairs(ok_width)
-    ids = [f.id for f in header.fields]
-    codes = pc.index_in(keys, value_set=pa.array(ids, pa.string()))
-    known = codes.is_valid().to_numpy(zero_copy_only=False)
-    if not known.all():
-        unknown_rows = pair_row[~known]
-        unknown_keys = keys.filter(pa.array(~known)).to_pylist()
-        first_key = {}
-        for row, key in zip(unknown_rows, unknown_keys):
-            first_key.setdefault(row, key)
+    values, value_at, matrix, first_key = lines.info_matrix(ok_width)
+    if first_key:
         reasons.add(
             np.array(sorted(first_key)), lambda r: f"INFO key {first_key[r]} is not declared in the header"
         )
-    width_f = len(ids)
-    matrix = np.full(n * width_f, -1, dtype=np.int64)
-    code_values = codes.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    matrix[(pair_row * width_f + code_values)[known]] = np.arange(len(keys))[known]
-    matrix = matrix.reshape(n, width_f)
     # The token of each field's value (-1: absent or missing), records × fields.
     at = np.where(matrix >= 0, value_at[np.maximum(matrix, 0)], -1) if len(value_at) else matrix
 
@@ -277,30 +287,49 @@ def _parse(raw: pa.Array, numbers: np.ndarray, header: VcfHeader) -> ParsedLines
     for (kind, element_type), members in groups.items():
         k = len(members)
         target = _ARROW[element_type]
-        raw_all = _take(values, at[:, members].T.reshape(-1))
-        if kind == "scalar":
-            typed, bad = _cast_fields(raw_all, target, np.arange(k + 1) * n, clean=True)
-            if not single:
-                typed = pc.take(typed, pa.array((np.arange(k)[:, None] * n + parent).reshape(-1)))
-            for j, f_index in enumerate(members):
-                out[header.fields[f_index].column] = typed.slice(j * rows_out, rows_out)
-                if bad[j * n : (j + 1) * n].any():
-                    value_bad[f_index] = (bad[j * n : (j + 1) * n], raw_all.slice(j * n, n))
-            continue
-        parts, starts_all, counts_all = _split(_missing_to_null(raw_all), ",")
-        cuts = np.append(starts_all[::n][:k], len(parts))
-        typed_parts, bad_parts = _cast_fields(parts, target, cuts)
-        if bad_parts.any():
-            bad_rows_all = np.zeros(k * n, dtype=bool)
-            bad_rows_all[np.repeat(np.arange(k * n), counts_all)[bad_parts]] = True
-            for j, f_index in enumerate(members):
-                if bad_rows_all[j * n : (j + 1) * n].any():
-                    value_bad[f_index] = (bad_rows_all[j * n : (j + 1) * n], raw_all.slice(j * n, n))
-        counts = counts_all.reshape(k, n)
-        starts = starts_all.reshape(k, n)
+        counts = starts = typed_parts = None
+        if target != pa.string() and kind in ("scalar", "allele"):
+            # Records × fields order first: the take then reads the buffer in order (its cost is cache
+            # misses). Only a group with a value that does not parse is redone field by field below.
+            raw_rows = _take(values, at[:, members].reshape(-1))
+            if kind == "scalar":
+                typed = _cast_or_none(raw_rows, target)
+                if typed is not None:
+                    rows = parent if not single else np.arange(n)
+                    typed = pc.take(typed, pa.array((np.arange(k)[:, None] + rows * k).reshape(-1)))
+                    for j, f_index in enumerate(members):
+                        out[header.fields[f_index].column] = typed.slice(j * rows_out, rows_out)
+                    continue
+            else:
+                parts, starts_rows, counts_rows = _split(_missing_to_null(raw_rows), ",")
+                typed_parts = _cast_or_none(_missing_to_null(parts), target)
+                if typed_parts is not None:
+                    counts, starts = counts_rows.reshape(n, k).T, starts_rows.reshape(n, k).T
+        if counts is None:
+            raw_all = _take(values, at[:, members].T.reshape(-1))
+            if kind == "scalar":
+                typed, bad = _cast_fields(raw_all, target, np.arange(k + 1) * n, clean=True)
+                if not single:
+                    typed = pc.take(typed, pa.array((np.arange(k)[:, None] * n + parent).reshape(-1)))
+                for j, f_index in enumerate(members):
+                    out[header.fields[f_index].column] = typed.slice(j * rows_out, rows_out)
+                    if bad[j * n : (j + 1) * n].any():
+                        value_bad[f_index] = (bad[j * n : (j + 1) * n], raw_all.slice(j * n, n))
+                continue
+            parts, starts_all, counts_all = _split(_missing_to_null(raw_all), ",")
+            cuts = np.append(starts_all[::n][:k], len(parts))
+            typed_parts, bad_parts = _cast_fields(parts, target, cuts)
+            if bad_parts.any():
+                bad_rows_all = np.zeros(k * n, dtype=bool)
+                bad_rows_all[np.repeat(np.arange(k * n), counts_all)[bad_parts]] = True
+                for j, f_index in enumerate(members):
+                    if bad_rows_all[j * n : (j + 1) * n].any():
+                        value_bad[f_index] = (bad_rows_all[j * n : (j + 1) * n], raw_all.slice(j * n, n))
+            counts = counts_all.reshape(k, n)
+            starts = starts_all.reshape(k, n)
         if kind == "list":
             for j, f_index in enumerate(members):
-                base = cuts[j]
+                base = cuts[j]  # lists are never read records × fields first, so `cuts` is set
                 lists = pa.ListArray.from_arrays(
                     pa.array(np.append(starts[j], starts[j, -1] + counts[j, -1]) - base, pa.int32()),
                     typed_parts.slice(base, cuts[j + 1] - base),
@@ -358,7 +387,7 @@ def _parse(raw: pa.Array, numbers: np.ndarray, header: VcfHeader) -> ParsedLines
     bad_rows = reasons.mask
     if bad_rows.any():
         batch = batch.filter(pa.array(~bad_rows[parent]))
-    bad = [(int(numbers[r]), raw[int(r)].as_py(), reasons.reasons[r]) for r in np.flatnonzero(bad_rows)]
+    bad = [(int(numbers[r]), lines.line(int(r)), reasons.reasons[r]) for r in np.flatnonzero(bad_rows)]
     return ParsedLines(batch, 0, n, bad)
 
 
@@ -368,13 +397,26 @@ class _Tokens:
     (each wanted piece is every k-th element of an array that also holds the separators between them).
     This replaces Arrow's `split_pattern`, which builds list arrays and is the slowest step otherwise."""
 
-    def __init__(self, raw: pa.Array):
+    def __init__(self, data: pa.Buffer, starts: np.ndarray, ends: np.ndarray, ids: list[str]):
+        self.ids = ids
+        self.n = len(starts)
+        self._load(data, starts, ends)
+        self._scan()
+
+    def _load(self, data: pa.Buffer, starts: np.ndarray, ends: np.ndarray) -> None:
+        # The lines side by side in a buffer of their own (separators found on the whole buffer must all
+        # belong to lines: no newline, `#` line or `\r` between them).
+        raw = _pieces(data, starts, ends)
         self.raw = raw
-        self.n = len(raw)
         self.offsets = np.frombuffer(raw.buffers()[1], np.int32, count=self.n + 1).astype(np.int64)
-        data = raw.buffers()[2]
-        self.data = data if data is not None else pa.py_buffer(b"")
+        buffer = raw.buffers()[2]
+        self.data = buffer if buffer is not None else pa.py_buffer(b"")
         self.buf = np.frombuffer(self.data, np.uint8)[: self.offsets[-1]]
+
+    def line(self, row: int) -> str:
+        return self.raw[row].as_py()
+
+    def _scan(self) -> None:
         self.tabs = np.flatnonzero(self.buf == 9)
         self.tab_line = np.searchsorted(self.offsets, self.tabs, side="right") - 1
         self.tab_counts = np.bincount(self.tab_line, minlength=self.n)
@@ -412,6 +454,27 @@ class _Tokens:
             out[name] = _take(strings, index)
         return out
 
+    def _token_array(self, bounds: np.ndarray) -> pa.Array:
+        """Zero-copy strings over the batch's buffer between consecutive `bounds` (int32, in order)."""
+        return pa.Array.from_buffers(pa.string(), len(bounds) - 1, [None, pa.py_buffer(bounds), self.data])
+
+    def info_matrix(self, ok: np.ndarray) -> tuple[pa.Array, np.ndarray, np.ndarray, dict[int, str]]:
+        """The token array, the token of each pair's value (-1: missing), the records × fields matrix of
+        pair indices (-1: absent; the last of a repeated key) and each record's first undeclared key."""
+        keys, tokens, value_at, pair_row = self.info_pairs(ok)
+        codes = pc.index_in(keys, value_set=pa.array(self.ids, pa.string()))
+        known = codes.is_valid().to_numpy(zero_copy_only=False)
+        first_key: dict[int, str] = {}
+        if not known.all():
+            unknown_keys = keys.filter(pa.array(~known)).to_pylist()
+            for row, key in zip(pair_row[~known].tolist(), unknown_keys, strict=True):
+                first_key.setdefault(row, key)
+        width = len(self.ids)
+        matrix = np.full(self.n * width, -1, dtype=np.int64)
+        code_values = codes.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        matrix[(pair_row * width + code_values)[known]] = np.arange(len(keys))[known]
+        return tokens, value_at, matrix.reshape(self.n, width), first_key
+
     def info_pairs(self, ok: np.ndarray):
         """keys (one per pair), the token array, the token index of each pair's value (-1: missing value),
         and the line of each pair."""
@@ -447,7 +510,7 @@ class _Tokens:
             empty = pa.array([], pa.string())
             return empty, empty, np.zeros(0, np.int64), np.zeros(0, np.int64)
         bounds = np.stack([starts, key_ends, value_starts, ends], axis=1).reshape(-1).astype(np.int32)
-        tokens = pa.Array.from_buffers(pa.string(), len(bounds) - 1, [None, pa.py_buffer(bounds), self.data])
+        tokens = self._token_array(bounds)
         keys = pc.take(tokens, pa.array(np.arange(0, len(bounds), 4)))
         length = ends - value_starts
         first_byte = buf[np.minimum(value_starts, len(buf) - 1)]
@@ -455,6 +518,47 @@ class _Tokens:
         value_at = np.where(missing, -1, np.arange(pairs) * 4 + 2)
         pair_row = np.searchsorted(self.offsets, starts, side="right") - 1
         return keys, tokens, value_at, pair_row
+
+
+class _NativeTokens(_Tokens):
+    """`_Tokens` with the scan (tabs, the first eight columns, INFO pairs, key → field) done in one
+    compiled pass (native/, `lakehouse_vcf_native`). Same outputs, same rules; tests hold the two equal."""
+
+    def _load(self, data: pa.Buffer, starts: np.ndarray, ends: np.ndarray) -> None:
+        # Lines are read in place: no copy of the batch.
+        self.data = data
+        self.buf = np.frombuffer(data, np.uint8)
+        self.starts = np.ascontiguousarray(starts, dtype=np.int64)
+        self.ends = np.ascontiguousarray(ends, dtype=np.int64)
+
+    def line(self, row: int) -> str:
+        return self.buf[self.starts[row] : self.ends[row]].tobytes().decode("utf-8")
+
+    def _scan(self) -> None:
+        tab_counts, columns, pairs, value_at, matrix, first_unknown = _native.tokenize(
+            self.buf, self.starts, self.ends, self.ids
+        )
+        self.tab_counts = np.frombuffer(tab_counts, np.int64)
+        self.column_bounds = np.frombuffer(columns, np.int64).reshape(self.n, 8, 2)
+        self.pairs = np.frombuffer(pairs, np.int32)
+        self.value_at = np.frombuffer(value_at, np.int64)
+        self.matrix = np.frombuffer(matrix, np.int64).reshape(self.n, len(self.ids))
+        self.first_unknown = np.frombuffer(first_unknown, np.int64)
+
+    def _bounds(self, j: int, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.column_bounds[:, j, 0], self.column_bounds[:, j, 1]
+
+    def info_matrix(self, ok: np.ndarray) -> tuple[pa.Array, np.ndarray, np.ndarray, dict[int, str]]:
+        if len(self.pairs) == 0:
+            tokens = pa.array([], pa.string())
+        else:
+            tokens = self._token_array(self.pairs)
+        rows = np.flatnonzero(self.first_unknown >= 0)
+        first_key = {}
+        if len(rows):
+            keys = pc.take(tokens, pa.array(self.first_unknown[rows] * 4)).to_pylist()
+            first_key = dict(zip(rows.tolist(), keys, strict=True))
+        return tokens, self.value_at, self.matrix, first_key
 
 
 def _report_values(reasons: _Reasons, bad: np.ndarray, raw_values: pa.Array, info: InfoField) -> None:
@@ -501,3 +605,7 @@ def _annotation(raw_values: pa.Array, info: InfoField, reasons: _Reasons) -> pa.
 
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema)
+
+
+# The tokeniser `_parse` uses: the compiled one when it is built, else the pure-Python one.
+TOKENS: type[_Tokens] = _NativeTokens if _native is not None else _Tokens
