@@ -27,9 +27,10 @@ $(STAMP): pyproject.toml
 # The gnomAD parser's compiled tokeniser (native/: Rust, PyO3, built by maturin from PyPI and crates.io).
 # Optional: without cargo the parser runs its pure-Python tokeniser, which gives the same output.
 $(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs
-	@if command -v cargo >/dev/null 2>&1; then \
-	  $(BIN)/python -m pip install --quiet ./native && touch $(NATIVE); \
-	else echo "cargo not found: the gnomAD parser uses its pure-Python tokeniser (install Rust for the compiled one)"; fi
+	@if ! command -v cargo >/dev/null 2>&1; then \
+	  echo "cargo not found: the gnomAD parser uses its pure-Python tokeniser (install Rust for the compiled one)"; \
+	elif $(BIN)/python -m pip install --quiet ./native; then touch $(NATIVE); \
+	else echo "native/ did not build (see above): the gnomAD parser uses its pure-Python tokeniser"; fi
 
 run: setup
 	$(BIN)/lakehouse run
