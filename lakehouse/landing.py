@@ -248,6 +248,7 @@ class _Open:
 
     path: str  # relative to the table root
     writer: object
+    columns: frozenset  # the columns it holds (`held_columns`)
     stats: list[pa.Table] = field(default_factory=list)
     rows: int = 0
     tally: FileTally = field(default_factory=FileTally)
@@ -296,7 +297,11 @@ class TaskFiles:
         name, values, _ = slot
         target = self.targets[name]
         chunk = pa.concat_tables(parts)
+        held = held_columns(chunk, target)
         current = self.open.get(slot)
+        if current is not None and not held <= current.columns:  # a column the open file lacks
+            self._close(slot)
+            current = None
         if current is None:
             directory = "/".join(_directory(c, v) for c, v in zip(target.partition_by, values, strict=True))
             self.count += 1
@@ -307,11 +312,15 @@ class TaskFiles:
             full = f"{target.storage.root}/{relative}"
             if not target.storage.is_s3:
                 os.makedirs(os.path.dirname(full), exist_ok=True)
+            schema = pa.schema([f for f in target.file_schema if f.name in held])
             writer = pq.ParquetWriter(
-                full, target.file_schema, filesystem=fs, compression="snappy", write_statistics=True
+                full, schema, filesystem=fs, compression="snappy", write_statistics=True
             )
-            current = self.open[slot] = _Open(relative, writer)
-        current.writer.write_table(chunk, row_group_size=ROWS_PER_ROW_GROUP)
+            current = self.open[slot] = _Open(relative, writer, held)
+        current.writer.write_table(
+            chunk.select([n for n in chunk.column_names if n in current.columns]),
+            row_group_size=ROWS_PER_ROW_GROUP,
+        )
         if counted is not None:
             current.tally.add(counted.counts)
         current.stats.append(chunk)
@@ -353,6 +362,34 @@ class TaskFiles:
         for slot in list(self.open):
             self._close(slot)
         return self.done
+
+
+def held_columns(chunk: pa.Table, target: Target) -> frozenset:
+    """The columns a data file of `chunk` holds: those with a value, and every non-null one.
+
+    A table's schema is the union of what its sources bring (gnomAD releases differ in hundreds of INFO
+    fields: the shared v2.1, v3.1 and v4.0 files declare 2,084, four releases share 74). Delta reads a
+    column that a file lacks as null, as it reads files written before an ADD COLUMNS, and so do
+    delta-rs and DuckDB. Writing only the columns with values keeps a file's cost to what its source
+    holds: 21k v4.1-shaped rows padded to that union took 0.80 s to write instead of 0.38 s, with a 5x
+    footer that every later read parses. Statistics and expectation counts are still taken over every
+    declared column (an absent one counts as null, which is what readers see)."""
+    held = frozenset(
+        f.name
+        for f in target.file_schema
+        if not f.nullable or f.name in target.primary_key or chunk.column(f.name).null_count < chunk.num_rows
+    )
+    return held or frozenset(target.file_schema.names[:1])  # a file holds at least one column
+
+
+def read_files(target: Target, paths: Sequence[str], columns: Sequence[str], fs=None) -> pa.Table:
+    """`columns` of data files of `target` (paths relative to its root), read as Delta readers see them: a
+    column that a file does not hold (`held_columns`) is null."""
+    import pyarrow.dataset as pads
+
+    files = [f"{target.storage.root}/{unquote(p)}" for p in paths]
+    found = pads.dataset(files, schema=target.file_schema, filesystem=fs or target.storage.filesystem())
+    return found.to_table(columns=list(columns))
 
 
 def _partitions(table: pa.Table, columns: Sequence[str]) -> Iterator[tuple[tuple, pa.Table]]:
@@ -889,10 +926,8 @@ def _sources_in(target: Target, files: Sequence[DataFile]) -> set[str]:
 
 def _checksums(target: Target, path: str, fs) -> set[str]:
     """The distinct `source_sha256` values of one data file of `target`."""
-    import pyarrow.parquet as pq
-
-    column = pq.read_table(f"{target.storage.root}/{unquote(path)}", columns=["source_sha256"], filesystem=fs)
-    return set(pc.unique(column.column("source_sha256")).to_pylist())
+    column = read_files(target, [path], ["source_sha256"], fs).column("source_sha256")
+    return set(pc.unique(column).drop_null().to_pylist())
 
 
 def _holds(table, source, target: Target | None = None) -> bool:

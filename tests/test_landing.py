@@ -262,6 +262,76 @@ def test_pieces_land_once_and_read_the_same_in_spark_delta_rs_and_duckdb(spark, 
     )
 
 
+def test_held_columns_are_those_with_a_value_and_every_key_or_required_one():
+    from lakehouse.landing import held_columns
+    from lakehouse.storage import Storage
+
+    decl = parse_declaration(DECL)
+    target = Target("silver.landing_probe", _target_schema(), ("contig",), ("contig", "pos"),
+                    Storage("file:/nowhere"), decl)  # fmt: skip
+
+    def file_rows(**values):
+        return pa.table(
+            {
+                f.name: pa.array(values[f.name], f.type) if f.name in values else pa.nulls(2, f.type)
+                for f in target.file_schema
+            }
+        )
+
+    required = {f.name for f in target.file_schema if not f.nullable}
+    assert "pos" in required and "value" not in required
+    assert held_columns(file_rows(pos=[5, 6], line_number=[1, None]), target) == required | {"line_number"}
+    assert held_columns(file_rows(pos=[5, 6], value=[None, 0.5]), target) == required | {"value"}
+
+
+def test_a_file_holds_only_its_columns_with_values_and_every_reader_sees_the_others_as_null(
+    spark, settings, probe
+):
+    """A table whose schema is the union of its sources' columns (gnomAD releases): a file is written with
+    the columns its rows have, and Spark, delta-rs and DuckDB read the others as null."""
+    import duckdb
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    decl, source = probe
+    with IngestRun(spark, settings, job="landing-test", inputs=[source], validate=False) as run:
+        target = Target.of(spark, decl)
+        provenance = Provenance.of(source, run)
+
+        def work(piece):
+            (contig,) = piece
+            rows = {"contig": [contig] * 3, "pos": pa.array([1, 2, 3], pa.int64())}
+            if contig == "chr1":  # chr2's source has no values at all
+                rows["value"] = pa.array([0.5, None, 1.5])
+            yield Rows(decl.name, provenance.add_to(pa.table(rows)), f"piece {contig}")
+
+        written = write_pieces(spark, [("chr1",), ("chr2",)], "contig string", [1, 1], work, [target])
+        check_keys([target], written)
+        version = commit(target, written.files[decl.name], run, app_id="sparse", source=source)
+        assert commit(target, written.files[decl.name], run, app_id="sparse", source=source) == version
+
+    location = target.storage.delta_uri()
+    adds = {
+        a["partition.contig"]: a
+        for a in pa.table(DeltaTable(location).get_add_actions(flatten=True)).to_pylist()
+    }
+    held = {c: set(pq.read_schema(f"{location}/{a['path']}").names) for c, a in adds.items()}
+    assert "value" in held["chr1"] and "value" not in held["chr2"] and "line_number" not in held["chr1"]
+    assert adds["chr2"]["null_count.value"] == 3 and adds["chr1"]["null_count.value"] == 1
+    expected = {("chr1", 1, 0.5), ("chr1", 2, None), ("chr1", 3, 1.5), ("chr2", 1, None), ("chr2", 2, None),
+                ("chr2", 3, None)}  # fmt: skip
+    spark_rows = {tuple(r) for r in spark.table(decl.name).select("contig", "pos", "value").collect()}
+    rs_rows = {
+        tuple(r.values())
+        for r in DeltaTable(location).to_pyarrow_table(columns=["contig", "pos", "value"]).to_pylist()
+    }
+    duck = duckdb.connect()
+    duck.execute(f"LOAD '{_duckdb_delta_extension()}'")
+    duck_rows = set(duck.execute(f"SELECT contig, pos, value FROM delta_scan('{location}')").fetchall())
+    assert spark_rows == rs_rows == duck_rows == expected
+    assert spark.table(decl.name).where("value IS NULL").count() == 4
+
+
 def test_replace_by_source_is_one_commit_and_repeated_keys_are_refused(spark, settings, probe):
     decl, source = probe
     with IngestRun(spark, settings, job="landing-test", inputs=[source], validate=False) as run:

@@ -37,6 +37,7 @@ from lakehouse.landing import (
     Target,
     check_keys,
     commit,
+    read_files,
     transaction_id,
     upsert_rows,
     write_pieces,
@@ -143,10 +144,8 @@ def genes_of_files(piece: tuple, expression: Target, probes: Target, version: in
     platforms' probes read from silver.geo_platform_probes at the gated `version`."""
     import pyarrow.dataset as pads
 
-    fs = expression.storage.filesystem()
-    paths = [f"{expression.storage.root}/{p}" for p in json.loads(piece[0])]
     columns = ["gsm_id", "gpl_id", "probe_id", "value", "source_file"]
-    values = pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=columns)
+    values = read_files(expression, json.loads(piece[0]), columns)
     if prefer:  # a sample with values in several files of the run: genes from the preferred one
         chosen = pc.index_in(values.column("gsm_id"), pa.array(list(prefer)))
         preferred = pc.take(pa.array(list(prefer.values())), chosen)
