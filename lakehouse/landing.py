@@ -253,13 +253,17 @@ class _Open:
     rows: int = 0
     tally: FileTally = field(default_factory=FileTally)
     keys: list[np.ndarray] = field(default_factory=list)  # the rows' key hashes
+    owns: set = field(default_factory=set)  # the distinct values of its rows' owned key columns
 
 
 class TaskFiles:
     """The files one task writes for every target: buffered to row groups, rolled at ROWS_PER_FILE."""
 
-    def __init__(self, targets: dict[str, Target]):
+    def __init__(self, targets: dict[str, Target], owned: Mapping[str, Sequence[str]] | None = None):
         self.targets = targets
+        self.owned = dict(owned or {})  # table -> key columns whose values no other piece holds
+        self.task_keys: dict[str, list[np.ndarray]] = {}  # owned tables: every key hash of this task
+        self.owns: dict[tuple, set] = {}
         self.tag = uuid.uuid4().hex
         self.count = 0
         self.buffers: dict[tuple[str, tuple], list[pa.Table]] = {}
@@ -278,7 +282,12 @@ class TaskFiles:
         for values, part in _partitions(table, target.partition_by):
             slot = (target.name, values, rows.group)
             self.buffers.setdefault(slot, []).append(part.drop_columns(list(target.partition_by)))
-            if target.primary_key:
+            if target.name in self.owned:  # keys checked here; the driver gets the owned values only
+                self.task_keys.setdefault(target.name, []).append(key_hashes(part, target.primary_key))
+                owned = list(self.owned[target.name])
+                values = part.select(owned).group_by(owned, use_threads=False).aggregate([])
+                self.owns.setdefault(slot, set()).update(zip(*(values.column(c).to_pylist() for c in owned)))
+            elif target.primary_key:
                 self.keys.setdefault(slot, []).append(key_hashes(part, target.primary_key))
             if target.checked:
                 self.counted.setdefault(slot, FileTally()).add(count(target.checked, part))
@@ -325,6 +334,7 @@ class TaskFiles:
             current.tally.add(counted.counts)
         current.stats.append(chunk)
         current.keys.extend(self.keys.pop(slot, []))
+        current.owns |= self.owns.pop(slot, set())
         current.rows += chunk.num_rows
         if current.rows >= ROWS_PER_FILE:
             self._close(slot)
@@ -348,6 +358,11 @@ class TaskFiles:
                 "report": None,
                 "checks": current.tally.to_json() if target.checked else None,
                 "group": json.dumps(list(group)) if group else None,
+                "owned": json.dumps(
+                    {"task": self.tag, "columns": list(self.owned[name]), "values": sorted(current.owns)}
+                )
+                if name in self.owned
+                else None,
             }
         )
 
@@ -361,6 +376,12 @@ class TaskFiles:
             self._flush(slot)
         for slot in list(self.open):
             self._close(slot)
+        for name, parts in self.task_keys.items():
+            # A key this task wrote twice: its files are read on the driver (`repeated_keys`).
+            if len(repeated_hashes(np.concatenate(parts))):
+                for described in self.done:
+                    if described["table"] == name:
+                        described["owned"] = json.dumps({**json.loads(described["owned"]), "repeats": True})
         return self.done
 
 
@@ -422,7 +443,7 @@ def _directory(column: str, value) -> str:
 
 OUTPUT_DDL = (
     "kind string, table string, path string, size bigint, rows bigint, partition string, stats string, "
-    "hashes binary, report string, checks string, group string"
+    "hashes binary, report string, checks string, group string, owned string"
 )
 
 
@@ -439,9 +460,10 @@ def _output(rows: list[dict]) -> pa.RecordBatch:
         "report",
         "checks",
         "group",
+        "owned",
     ]
     types = [pa.string(), pa.string(), pa.string(), pa.int64(), pa.int64(), pa.string(), pa.string(),
-             pa.binary(), pa.string(), pa.string(), pa.string()]  # fmt: skip
+             pa.binary(), pa.string(), pa.string(), pa.string(), pa.string()]  # fmt: skip
     return pa.RecordBatch.from_arrays(
         [pa.array([r.get(n) for r in rows], t) for n, t in zip(names, types, strict=True)], names=names
     )
@@ -460,13 +482,16 @@ class DataFile:
     checks: str | None = None  # the file's expectation counts (`quality.checks.FileTally`)
     keys: bytes | None = field(default=None, repr=False)  # its rows' key hashes (uint64)
     group: tuple = ()  # the `Rows.group` of its rows
+    # For a table whose key columns pieces own (`write_pieces`'s `owned`): the task that wrote it, the
+    # distinct values of those columns in it, and whether the task found a key it wrote twice.
+    owned: str | None = None
 
     @classmethod
     def of(cls, described: dict) -> DataFile:
         d = described
         group = tuple(json.loads(d["group"])) if d.get("group") else ()
         return cls(d["path"], d["size"], d["rows"], json.loads(d["partition"]), d["stats"], d["checks"],
-                   d["hashes"], group)  # fmt: skip
+                   d["hashes"], group, d.get("owned"))  # fmt: skip
 
 
 @dataclass
@@ -493,9 +518,15 @@ def write_pieces(
     sizes: list[int],
     work: Callable[[tuple], Iterable[Rows | Report]],
     targets: Iterable[Target],
+    owned: Mapping[str, Sequence[str]] | None = None,
 ) -> Written:
     """Run `work` over `pieces` in one Spark job (one task per core, pieces dealt by size) and write what
     it yields into each target's storage. Nothing is committed.
+
+    `owned` names, per table, key columns whose values the source puts in one piece only (GEO's values: a
+    file and a sample). For those tables each task checks the keys it wrote and returns the owned values
+    it holds, not a hash per row, so the driver's memory does not grow with the rows; `check_keys` reads
+    the key columns of files only where a task found a repeat or tasks share an owned value.
 
     Pieces of at most IN_DRIVER_BYTES in all run in the driver instead, share by share as the tasks would
     have (the same files come out): a Spark job's fixed cost (seconds, a Python worker per task) is most
@@ -505,7 +536,7 @@ def write_pieces(
     by_name = {t.name: t for t in targets}
 
     def share(items: Iterable[tuple]) -> list[dict]:
-        files = TaskFiles(by_name)
+        files = TaskFiles(by_name, owned)
         reports = []
         for piece in items:
             for item in work(piece):
@@ -562,25 +593,76 @@ def repeated_hashes(hashes: np.ndarray) -> np.ndarray:
 
 
 def repeated_keys(target: Target, written: Written, limit: int = 5) -> list[dict]:
-    """Keys that more than one written row holds: found by hash, confirmed on the files' key columns."""
+    """Keys that more than one written row holds: found by hash (or, for a table whose key columns pieces
+    own, by the tasks and their owned values), confirmed on the files' key columns."""
+    files = written.files.get(target.name, [])
+    if files and all(f.owned for f in files):
+        suspects = _owned_suspects(files)
+        return repeats(_key_columns(target, suspects), target.primary_key, limit) if suspects else []
     hashes = written.hashes(target.name)
     if hashes is None or not len(repeated_hashes(hashes)):
         return []
-    import pyarrow.dataset as pads
+    return repeats(_key_columns(target, files), target.primary_key, limit)
 
+
+def _owned_suspects(files: Sequence[DataFile]) -> list[DataFile]:
+    """The files that may hold a repeated key: those of a task that wrote a key twice, and those holding
+    an owned value that another task's files hold too."""
+    tasks: dict[tuple, set] = {}
+    for data_file in files:
+        owned = json.loads(data_file.owned)
+        for value in owned["values"]:
+            tasks.setdefault(tuple(value), set()).add(owned["task"])
+    shared = {value for value, holders in tasks.items() if len(holders) > 1}
+    return [
+        f
+        for f in files
+        if json.loads(f.owned).get("repeats")
+        or any(tuple(v) in shared for v in json.loads(f.owned)["values"])
+    ]
+
+
+def _key_columns(target: Target, files: Sequence[DataFile]) -> pa.Table:
+    """The primary-key columns of `files` (written, not yet committed), partition columns included."""
     key = list(target.primary_key)
-    paths = [f"{target.storage.root}/{f.path}" for f in written.files.get(target.name, [])]
+    stored = [c for c in key if c not in target.partition_by]
     fs = target.storage.filesystem()
-    parts = []
-    for data_file, path in zip(written.files[target.name], paths, strict=True):
-        columns = [c for c in key if c not in target.partition_by]
-        table = pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=columns)
-        for column in target.partition_by:
-            if column in key:
-                value = data_file.partition[column]
-                table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
-        parts.append(table.select(key))
-    return repeats(pa.concat_tables(parts), key, limit)
+    parts = [_with_partition(read_files(target, [f.path], stored, fs), f, target).select(key) for f in files]
+    return pa.concat_tables(parts) if parts else pa.table({c: pa.array([], pa.string()) for c in key})
+
+
+def file_hashes(target: Target, files: Sequence[DataFile]) -> np.ndarray | None:
+    """The key hashes of the rows of `files`: as their tasks computed them, or, for files that carry owned
+    values instead, from their key columns."""
+    if not target.primary_key or not files:
+        return None
+    carried = [np.frombuffer(f.keys, dtype=np.uint64) for f in files if f.keys]
+    uncarried = [f for f in files if not f.keys and f.rows]
+    if uncarried:
+        carried.append(key_hashes(_key_columns(target, uncarried), target.primary_key))
+    return np.concatenate(carried) if carried else None
+
+
+def _covered(target: Target, files: Sequence[DataFile], replace) -> bool:
+    """Whether a commit replacing `replace` removes every stored row that could share a key with `files`:
+    true when a replaced column is an owned key column and every owned value of the files is replaced."""
+    if not files or not all(f.owned for f in files):
+        return False
+    wanted = _wanted(replace)
+    for column, values in wanted.items():
+        owned_columns = None
+        held = set()
+        for data_file in files:
+            owned = json.loads(data_file.owned)
+            owned_columns = owned.get("columns")
+            if owned_columns is None or column not in owned_columns:
+                break
+            at = owned_columns.index(column)
+            held.update(v[at] for v in owned["values"])
+        else:
+            if held <= values:
+                return True
+    return False
 
 
 def repeats(rows: pa.Table, key: Sequence[str], limit: int = 5) -> list[dict]:
@@ -604,7 +686,7 @@ def keep_latest(target: Target, written: Written, rank: Callable[[str], object])
     import pyarrow.parquet as pq
 
     files = written.files.get(target.name, [])
-    hashes = [np.frombuffer(f.keys, dtype=np.uint64) if f.keys else np.zeros(0, np.uint64) for f in files]
+    hashes = [_hashes_or_none(target, f) for f in files]
     if sum(len(h) for h in hashes) < 2:
         return 0
     repeated = repeated_hashes(np.concatenate(hashes))
@@ -640,6 +722,11 @@ def keep_latest(target: Target, written: Written, rank: Callable[[str], object])
         replaced = driver_files(target, kept, f"{target.name}, repeats of later files left out")
         written.files[target.name] = [f for f in written.files[target.name] if f is not files[i]] + replaced
     return dropped
+
+
+def _hashes_or_none(target: Target, data_file: DataFile) -> np.ndarray:
+    found = file_hashes(target, [data_file])
+    return np.zeros(0, np.uint64) if found is None else found
 
 
 def _with_partition(table: pa.Table, data_file: DataFile, target: Target) -> pa.Table:
@@ -719,7 +806,7 @@ def commit(
         if not adds and not removes and not rewritten:
             return _recorded(table, target, run, metadata)
         if target.ledger is not None:
-            _count(target, table, files, rewritten, {r.path for r in removes}, run)
+            _count(target, table, files, rewritten, {r.path for r in removes}, run, replace)
         _write(table, target, [*adds, *(_add(f, now) for f in rewritten), *removes], metadata, transactions)
         run.count_written(target.name, sum(f.rows for f in files))
         failpoint(f"after-commit:{target.name}")
@@ -765,15 +852,18 @@ def _add(data_file: DataFile, now: int):
     return AddAction(data_file.path, data_file.size, data_file.partition, now, True, data_file.stats)
 
 
-def _count(target: Target, table, files, rewritten, removed: set[str], run) -> None:
+def _count(target: Target, table, files, rewritten, removed: set[str], run, replace=()) -> None:
     """Store what the files about to be committed hold against each expectation (`quality.checks`).
-    Key uniqueness is left unrecorded beside rewritten files, whose rows the comparison cannot place."""
+    Key uniqueness is left unrecorded beside rewritten files, whose rows the comparison cannot place; it
+    needs no comparison where the commit replaces every stored row that could share an added key."""
     from lakehouse.quality.checks import collisions, ledger_rows
 
     clashes = None
     if target.unique is not None and not rewritten:
-        hashes = Written({target.name: list(files)}, []).hashes(target.name)
-        clashes = collisions(target, table, files, hashes, removed)
+        if _covered(target, files, replace):
+            clashes = 0
+        else:
+            clashes = collisions(target, table, files, file_hashes(target, files), removed)
     rows = ledger_rows(target, [*files, *rewritten], clashes, table.version(), run.run_id)
     if rows.num_rows:
         append(target.ledger, rows)
@@ -1018,7 +1108,7 @@ def _same_keys(table, target: Target, files: Sequence[DataFile], removed: set[st
 
     from lakehouse.quality.checks import _overlapping
 
-    hashes = Written({target.name: list(files)}, []).hashes(target.name)
+    hashes = file_hashes(target, files)
     if hashes is None or table.version() < 0:
         return [], []
     live = pa.table(table.get_add_actions(flatten=True))

@@ -361,6 +361,45 @@ def test_replace_by_source_is_one_commit_and_repeated_keys_are_refused(spark, se
     assert operation == "WRITE"
 
 
+def test_owned_key_columns_are_checked_in_the_tasks_and_repeats_still_refused(spark, settings, probe):
+    """Pieces that own their key columns' values (here: a piece's contig) send the driver those values, not
+    a hash per row; a key repeated within a task, or in two tasks sharing an owned value, is still refused,
+    and a commit replacing every owned value needs no comparison with the table."""
+    from lakehouse.landing import _covered, _owned_suspects, file_hashes
+
+    decl, source = probe
+    owned = {decl.name: ("contig",)}
+    with IngestRun(spark, settings, job="landing-test", inputs=[source], validate=False) as run:
+        target = Target.of(spark, decl)
+
+        def land(positions, **how):
+            pieces, work = _pieces(source, run, positions)
+            return write_pieces(spark, pieces, "index int", [1] * len(pieces), work, [target], **how)
+
+        apart = land([[1, 2], [150]], owned=owned)
+        files = apart.files[decl.name]
+        assert all(f.keys is None for f in files)  # no hash per row travels to the driver
+        assert sorted(tuple(v) for f in files for v in json.loads(f.owned)["values"]) == [
+            ("chr1",),
+            ("chr2",),
+        ]
+        assert _owned_suspects(files) == []
+        check_keys([target], apart)
+        hashed = land([[1, 2], [150]]).hashes(decl.name)
+        assert sorted(file_hashes(target, files)) == sorted(hashed)  # read from the files when asked
+        assert _covered(target, files, {"contig": ["chr1", "chr2"]})
+        assert not _covered(target, files, {"contig": ["chr1"]}) and not _covered(
+            target, files, [source.path]
+        )
+
+        for positions in ([[7, 8, 8], [150]], [[7, 8], [8, 150]]):  # within a task; across two tasks
+            with pytest.raises(DataError, match=r"repeats primary key \(contig, pos\): contig=chr1, pos=8"):
+                check_keys([target], land(positions, owned=owned))
+        shared = land([[7], [9, 150]], owned=owned)  # chr1 in both tasks, no key twice
+        assert len(_owned_suspects(shared.files[decl.name])) == 2
+        check_keys([target], shared)
+
+
 def test_a_range_query_on_pos_skips_files_by_their_statistics(spark, settings, probe):
     decl, source = probe
     with IngestRun(spark, settings, job="landing-test", inputs=[source], validate=False) as run:

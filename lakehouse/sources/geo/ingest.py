@@ -220,8 +220,9 @@ def ingest_geo(
 
         pieces, sizes = plan(list(by_path), spark.sparkContext.defaultParallelism, shards)
         written = write_pieces(
-            spark, pieces, PIECE_DDL, sizes, lambda piece: piece_rows(piece, marks), [expression, probes]
-        )
+            spark, pieces, PIECE_DDL, sizes, lambda piece: piece_rows(piece, marks), [expression, probes],
+            owned={expression.name: ("source_file", "gsm_id")},  # a shard holds whole sample tables
+        )  # fmt: skip
         written.files[probes.name] = _first_platforms(written.files.get(probes.name, []))
         check_keys([expression, probes], written)
         clock.tick("read and write")
@@ -280,6 +281,7 @@ def _land_genes(spark, run, settings, written, expression, probes, version, repo
     derived = write_pieces(
         spark, pieces, "paths string", sizes,
         lambda piece: genes_of_files(piece, expression, probes, version, prefer, marks), [genes],
+        owned={genes.name: ("gsm_id",)},  # a task's expression files hold whole samples
     )  # fmt: skip
     check_keys([genes], derived)
     unmapped = sorted({p for r in derived.reports for p in r["unmapped_platforms"]})

@@ -441,6 +441,7 @@ class _Lander:
         written = write_pieces(
             self.spark, [(json.dumps(f),) for f in files], "file string",
             [Path(f["file_path"]).stat().st_size for f in files], work, targets,
+            owned={EXPRESSION: ("file_name",), EXPRESSION_QC: ("file_name",)},  # a piece is one file
         )  # fmt: skip
         check_keys(targets, written)
         self.run.rows_read += sum(r["rows"] for r in written.reports)
@@ -544,7 +545,7 @@ class _Lander:
         gold = self.target(GOLD)
         written = write_pieces(
             self.spark, [(json.dumps(g),) for g in groups], "samples string",
-            [len(g) * per_sample for g in groups], work, [gold],
+            [len(g) * per_sample for g in groups], work, [gold], owned={GOLD: ("sample_barcode",)},
         )  # fmt: skip
         check_keys([gold], written)
         self.land(GOLD, written, self.touched_paths, replace={"sample_barcode": samples})
