@@ -354,7 +354,11 @@ def _parse(
                 out[header.fields[f_index].column] = typed.slice(j * rows_out, rows_out)
             continue
         a = allele + 1
-        picks = [np.zeros_like(a), a] if kind == "ref_alt" else [np.zeros_like(a), a * (a + 1) // 2, a * (a + 1) // 2 + a]
+        picks = (
+            [np.zeros_like(a), a]
+            if kind == "ref_alt"
+            else [np.zeros_like(a), a * (a + 1) // 2, a * (a + 1) // 2 + a]
+        )
         width_l = len(picks)
         flat = np.stack([np.where(present, base + p, -1) for p in picks], axis=2).reshape(-1)
         typed = _take(typed_parts, flat)
