@@ -74,16 +74,27 @@ def s3a_conf(endpoint: str) -> str:
     )
 
 
-def test_ingest_into_s3_and_read_back_with_time_travel(s3_server, tmp_path):
+def test_ingest_into_s3_in_spark_tasks_and_read_back_with_time_travel(s3_server, tmp_path, shared_data):
+    """The landing engine's task path on S3: pyarrow writes the files from the Python workers, delta-rs
+    commits silver and gold, the gate validates from the files' counts; Spark reads it all back, at the
+    current version and at the table's first."""
+    import re
+
     endpoint, client = s3_server
     env = lakehouse_env(
         tmp_path,
         LAKEHOUSE_WAREHOUSE=f"s3a://{BUCKET}/warehouse",
         LAKEHOUSE_SPARK_CONF=s3a_conf(endpoint),
         LAKEHOUSE_CACHE=str(JAR_CACHE),
+        LAKEHOUSE_IN_DRIVER_BYTES="0",  # this small file would otherwise be parsed in the driver
     )
-    landed = run_cli(env, "run", "--stage", "demo")
+    source = shared_data / "gnomad" / "annonars_gnomad_v4.0_genomes_GRCh38.vcf.bgz"
+    landed = run_cli(env, "ingest", "gnomad", str(source))
     assert landed.returncode == 0, landed.stderr[-3000:]
+    lines = re.findall(r"^\s+(\S+) → version (\d+) \((\d+) rows? written\)", landed.stdout, re.MULTILINE)
+    written = {table: (int(version), int(rows)) for table, version, rows in lines}
+    version, variants = written["silver.gnomad_variants"]
+    assert variants >= 7 and written["gold.gnomad_population_frequencies"][1] > 0
 
     # the Delta log and data files are objects in the bucket, not files under the local home
     keys = [
@@ -91,23 +102,28 @@ def test_ingest_into_s3_and_read_back_with_time_travel(s3_server, tmp_path):
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="warehouse/")
         for obj in page.get("Contents", [])
     ]
-    table_prefix = "warehouse/bronze.db/demo_measurements/"
+    table_prefix = "warehouse/silver.db/gnomad_variants/"
     assert f"{table_prefix}_delta_log/00000000000000000000.json" in keys
-    assert f"{table_prefix}_delta_log/00000000000000000001.json" in keys
-    assert any(k.startswith(table_prefix) and k.endswith(".parquet") for k in keys)
+    assert f"{table_prefix}_delta_log/{version:020d}.json" in keys
+    assert any(k.startswith(f"{table_prefix}contig=") and k.endswith(".parquet") for k in keys)
+    assert any(k.startswith("warehouse/quality.db/file_checks/") and k.endswith(".parquet") for k in keys)
     assert not (tmp_path / "warehouse").exists()
 
     read = run_cli(
         env,
         "sql",
-        "SELECT (SELECT count(*) FROM bronze.demo_measurements VERSION AS OF 0) AS v0, "
-        "(SELECT count(*) FROM bronze.demo_measurements) AS now, "
-        "(SELECT count(DISTINCT sample_id) FROM bronze.demo_measurements VERSION AS OF 1) AS samples, "
-        "(SELECT input_file_name() FROM bronze.demo_measurements LIMIT 1) AS file",
+        "SELECT (SELECT count(*) FROM silver.gnomad_variants VERSION AS OF 0) AS v0, "
+        "(SELECT count(*) FROM silver.gnomad_variants) AS now, "
+        "(SELECT count(*) FROM gold.gnomad_population_frequencies) AS frequencies, "
+        "(SELECT input_file_name() FROM silver.gnomad_variants LIMIT 1) AS file",
         "--format",
         "json",
     )
     assert read.returncode == 0, read.stderr[-3000:]
     [row] = json.loads(read.stdout)
-    assert (row["v0"], row["now"], row["samples"]) == (0, 48, 6)
-    assert row["file"].startswith(f"s3a://{BUCKET}/{table_prefix}")
+    assert (row["v0"], row["now"], row["frequencies"]) == (
+        0,
+        variants,
+        written["gold.gnomad_population_frequencies"][1],
+    )
+    assert row["file"].startswith(f"s3a://{BUCKET}/{table_prefix}contig=")
