@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import table_property
 from lakehouse.errors import DataError
 from lakehouse.sources.geo import fetch, soft, transform
-from lakehouse.sources.geo.ingest import ingest_geo
+from lakehouse.sources.geo.ingest import gene_rows, ingest_geo
 from lakehouse.synth.geo import write_family_soft
 
 GEO = SHARED_DATA / "geo"
@@ -462,6 +462,91 @@ def test_quirky_and_gds_samples_land(landed, spark):
         ("GDS9", "GSM7", "P1", 1.0),
         ("GDS9", "GSM7", "P4", 2.0),
     }
+
+
+def test_gene_rows_equal_a_plain_reading_of_the_rule():
+    """gene_rows against the rule written out in Python: two platforms, null values, probes without a gene,
+    with several genes or not on their platform, and Entrez ids with several entries."""
+    import random
+
+    rng = random.Random(7)
+    probes = {"gpl_id": [], "probe_id": [], "gene_symbol": [], "entrez_id": []}
+    for gpl in ("GPL1", "GPL2"):
+        for p in range(40):
+            roll = rng.random()
+            gene = (
+                None
+                if roll < 0.1
+                else ""
+                if roll < 0.15
+                else f"G{p % 9} /// G1"
+                if roll < 0.25
+                else f" G{p % 9} "
+            )
+            probes["gpl_id"].append(gpl)
+            probes["probe_id"].append(f"P{p}")
+            probes["gene_symbol"].append(gene)
+            probes["entrez_id"].append(rng.choice([None, "", f"{p % 5 + 10}", f"{p % 5 + 10} /// 99"]))
+    values = {"gsm_id": [], "gpl_id": [], "probe_id": [], "value": [], "source_file": []}
+    for s in range(6):
+        for p in range(45):  # P40..P44 are on neither platform
+            values["gsm_id"].append(f"GSM{s}")
+            values["gpl_id"].append("GPL1" if s < 4 else "GPL2")
+            values["probe_id"].append(f"P{p}")
+            values["value"].append(None if rng.random() < 0.1 else round(rng.uniform(0, 10), 3))
+            values["source_file"].append(f"/in/{rng.choice('ab')}.soft")
+    text = pa.string()
+    got = gene_rows(
+        pa.table(
+            values,
+            schema=pa.schema(
+                [
+                    ("gsm_id", text),
+                    ("gpl_id", text),
+                    ("probe_id", text),
+                    ("value", pa.float64()),
+                    ("source_file", text),
+                ]
+            ),
+        ),
+        pa.table(probes, schema=pa.schema([(c, text) for c in probes])),
+    )
+
+    annotation = {}
+    for gpl, probe, gene, entrez in zip(*probes.values(), strict=True):
+        gene = (gene or "").strip()
+        if gene and "///" not in gene:
+            first = (entrez or "").split("///")[0].strip()
+            annotation[(gpl, probe)] = (gene, first or None)
+    groups: dict[tuple, list] = {}
+    for gsm, gpl, probe, value, source in zip(*values.values(), strict=True):
+        if value is not None and (gpl, probe) in annotation:
+            gene, entrez = annotation[(gpl, probe)]
+            groups.setdefault((gsm, gene), []).append((value, entrez, gpl, source))
+    expected = {
+        key: (
+            min((e for _, e, _, _ in rows if e is not None), default=None),
+            min(g for _, _, g, _ in rows),
+            sum(v for v, _, _, _ in rows) / len(rows),
+            len(rows),
+            min(f for _, _, _, f in rows),
+        )
+        for key, rows in groups.items()
+    }
+    found = {
+        (r["gsm_id"], r["gene_symbol"]): (
+            r["entrez_id"],
+            r["gpl_id"],
+            r["value"],
+            r["probe_count"],
+            r["source_file"],
+        )
+        for r in got.to_pylist()
+    }
+    assert found.keys() == expected.keys() and got.num_rows == len(expected) > 20
+    for key, (entrez, gpl, mean, count, source) in expected.items():
+        assert found[key][:2] == (entrez, gpl) and found[key][3:] == (count, source), key
+        assert math.isclose(found[key][2], mean, rel_tol=1e-12), key
 
 
 def test_gold_gene_values_average_single_gene_probes(landed, spark):

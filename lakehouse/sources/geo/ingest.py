@@ -26,6 +26,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -100,7 +101,11 @@ def piece_rows(piece: tuple, provenance: dict[str, Provenance]):
 def gene_rows(values: pa.Table, probes: pa.Table) -> pa.Table:
     """Probe values → one value per (sample, gene): the mean of the non-null values of the probes whose
     annotation names exactly one gene symbol; the smallest Entrez id, the platform, the number of probes
-    averaged and the (first) source file beside it."""
+    averaged and the (first) source file beside it.
+
+    Grouped on one integer per (sample, gene), the strings carried as their ranks among their sorted
+    distinct values (the minimum rank is the minimum string): a join and a group-by on two string keys
+    took 2.6 s for 3.3M values, this 1.0 s. A group's mean sums its values in input order."""
     symbol = pc.utf8_trim_whitespace(probes.column("gene_symbol"))
     single = pc.and_(
         pc.and_(pc.is_valid(symbol), pc.not_equal(symbol, "")),
@@ -116,27 +121,69 @@ def gene_rows(values: pa.Table, probes: pa.Table) -> pa.Table:
         }
     ).filter(single)
     measured = values.filter(pc.is_valid(values.column("value")))
-    joined = measured.join(annotated, keys=["gpl_id", "probe_id"], join_type="inner")
-    genes = joined.group_by(["gsm_id", "gene_symbol"], use_threads=False).aggregate(
-        [
-            ("entrez_id", "min"),
-            ("gpl_id", "min"),
-            ("value", "mean"),
-            ("value", "count"),
-            ("source_file", "min"),
-        ]
+    at = _annotated_positions(measured, annotated)
+    kept = np.flatnonzero(at >= 0)
+    measured, at = measured.take(pa.array(kept)), pa.array(at[kept])
+    genes = _sorted_distinct(annotated.column("gene_symbol"))
+    entrez_ids = _sorted_distinct(annotated.column("entrez_id"))
+    platforms = _sorted_distinct(measured.column("gpl_id"))
+    files = _sorted_distinct(measured.column("source_file"))
+    samples = pc.dictionary_encode(measured.column("gsm_id")).combine_chunks()
+    gene = _rank(annotated.column("gene_symbol"), genes).take(at)
+    key = pc.add(pc.multiply(samples.indices.cast(pa.int64()), len(genes)), gene.cast(pa.int64()))
+    grouped = (
+        pa.table(
+            {
+                "key": key,
+                "entrez": _rank(annotated.column("entrez_id"), entrez_ids).take(at),
+                "gpl": _rank(measured.column("gpl_id"), platforms),
+                "value": measured.column("value"),
+                "file": _rank(measured.column("source_file"), files),
+            }
+        )
+        .group_by(["key"], use_threads=False)
+        .aggregate(
+            [("entrez", "min"), ("gpl", "min"), ("value", "mean"), ("value", "count"), ("file", "min")]
+        )
     )
+    key = grouped.column("key").to_numpy()
     return pa.table(
         {
-            "gsm_id": genes.column("gsm_id"),
-            "gene_symbol": genes.column("gene_symbol"),
-            "entrez_id": genes.column("entrez_id_min"),
-            "gpl_id": genes.column("gpl_id_min"),
-            "value": genes.column("value_mean"),
-            "probe_count": genes.column("value_count").cast(pa.int32()),
-            "source_file": genes.column("source_file_min"),
+            "gsm_id": samples.dictionary.take(pa.array(key // max(len(genes), 1))),
+            "gene_symbol": genes.take(pa.array(key % max(len(genes), 1))),
+            "entrez_id": entrez_ids.take(grouped.column("entrez_min")),
+            "gpl_id": platforms.take(grouped.column("gpl_min")),
+            "value": grouped.column("value_mean"),
+            "probe_count": grouped.column("value_count").cast(pa.int32()),
+            "source_file": files.take(grouped.column("file_min")),
         }
     )
+
+
+def _sorted_distinct(column) -> pa.Array:
+    distinct = pc.unique(column).drop_null()
+    return distinct.take(pc.sort_indices(distinct))
+
+
+def _rank(column, ordered: pa.Array) -> pa.Array:
+    """Each value's position in `ordered` (its distinct values, sorted): comparing ranks compares values."""
+    return pc.index_in(column, value_set=ordered)
+
+
+def _annotated_positions(measured: pa.Table, annotated: pa.Table) -> np.ndarray:
+    """For each measured row, the row of `annotated` with its platform and probe (-1: none)."""
+    found = np.full(measured.num_rows, -1, dtype=np.int64)
+    platforms = measured.column("gpl_id")
+    for gpl in pc.unique(platforms).drop_null().to_pylist():
+        rows = np.flatnonzero(pc.fill_null(pc.equal(platforms, gpl), False).to_numpy(zero_copy_only=False))
+        mine = np.flatnonzero(pc.equal(annotated.column("gpl_id"), gpl).to_numpy(zero_copy_only=False))
+        if not len(mine):
+            continue
+        probe_ids = measured.column("probe_id").take(pa.array(rows))
+        at = pc.index_in(probe_ids, value_set=annotated.column("probe_id").take(pa.array(mine)))
+        at = at.to_numpy(zero_copy_only=False) if at.null_count == 0 else pc.fill_null(at, -1).to_numpy()
+        found[rows] = np.where(at >= 0, mine[np.maximum(at, 0)], -1)
+    return found
 
 
 def genes_of_files(piece: tuple, expression: Target, probes: Target, version: int, prefer: dict, marks: dict):
