@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from lakehouse.errors import LakehouseError, describe_error
+from lakehouse.errors import ConfigError, LakehouseError, describe_error
 from lakehouse.settings import Settings
 
 out = Console()
@@ -110,13 +110,18 @@ def jars(ctx: Context, resolver: str | None) -> None:
 
 
 @cli.command()
+@click.argument("tables", nargs=-1)
 @pass_context
-def init(ctx: Context) -> None:
-    """Create the layer databases and every declared table (idempotent)."""
+def init(ctx: Context, tables: tuple[str, ...]) -> None:
+    """Create the layer databases and every declared table, or only TABLES (idempotent)."""
     from lakehouse.catalog import init_catalog
+    from lakehouse.schemas import load_declarations
 
+    unknown = sorted(set(tables) - set(load_declarations(ctx.settings.schemas_dir)))
+    if unknown:
+        raise ConfigError(f"no declaration for {', '.join(unknown)} in {ctx.settings.schemas_dir}")
     with status("creating catalog"):
-        names = init_catalog(ctx.spark, ctx.settings)
+        names = init_catalog(ctx.spark, ctx.settings, list(tables) or None)
     out.print(f"catalog ready at {ctx.settings.warehouse_dir}: {len(names)} declared tables")
 
 

@@ -99,6 +99,17 @@ def test_missing_java_is_one_clear_line(tmp_path):
     assert line.startswith("error: Java is not installed") and "JAVA_HOME" in line
 
 
+def test_init_of_an_undeclared_table_is_one_line_before_spark_starts(tmp_path):
+    proc = run_cli(lakehouse_env(tmp_path), "init", "silver.gnomad_variants", "silver.no_such_table")
+    assert proc.returncode == 1
+    [line] = error_lines(proc.stderr)
+    assert (
+        line.startswith("error: no declaration for silver.no_such_table in ")
+        and "gnomad_variants" not in line
+    )
+    assert not (tmp_path / "metastore_db").exists()  # refused before a session (and its catalog) started
+
+
 def test_config_shows_effective_values_and_origins(tmp_path):
     (tmp_path / "lakehouse.toml").write_text('[lakehouse]\nspark_master = "spark://127.0.0.1:7077"\n')
     proc = run_cli(lakehouse_env(tmp_path, LAKEHOUSE_SPARK_MASTER=""), "config")
