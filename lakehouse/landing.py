@@ -13,7 +13,8 @@ runs that function over its share of the pieces (`tasks.spread`), and for every 
   columns), a 64-bit hash of each row's primary key, and what each row-level expectation of the table's
   suite finds in the file (`quality.checks`), so that validating the new version reads no data again.
 
-A task returns only file descriptors, hashes, counts and reports. The driver checks the keys, then commits
+A task returns only file descriptors, key hashes (or, where its pieces own part of the key, the owned
+values it holds), counts and reports. The driver checks the keys, then commits
 each table with `commit`, storing the files' counts in `quality.file_checks` just before: one Delta
 transaction per table and run, with an application transaction id (`SetTransaction`) so that a retried or
 repeated run adds nothing. Files of a task that failed, or of a run
@@ -486,6 +487,11 @@ class DataFile:
     # distinct values of those columns in it, and whether the task found a key it wrote twice.
     owned: str | None = None
 
+    @property
+    def ownership(self) -> dict | None:
+        """`owned` parsed: {"task", "columns", "values"[, "repeats"]}, or None."""
+        return json.loads(self.owned) if self.owned else None
+
     @classmethod
     def of(cls, described: dict) -> DataFile:
         d = described
@@ -608,17 +614,16 @@ def repeated_keys(target: Target, written: Written, limit: int = 5) -> list[dict
 def _owned_suspects(files: Sequence[DataFile]) -> list[DataFile]:
     """The files that may hold a repeated key: those of a task that wrote a key twice, and those holding
     an owned value that another task's files hold too."""
+    owned = [f.ownership for f in files]
     tasks: dict[tuple, set] = {}
-    for data_file in files:
-        owned = json.loads(data_file.owned)
-        for value in owned["values"]:
-            tasks.setdefault(tuple(value), set()).add(owned["task"])
+    for ownership in owned:
+        for value in ownership["values"]:
+            tasks.setdefault(tuple(value), set()).add(ownership["task"])
     shared = {value for value, holders in tasks.items() if len(holders) > 1}
     return [
         f
-        for f in files
-        if json.loads(f.owned).get("repeats")
-        or any(tuple(v) in shared for v in json.loads(f.owned)["values"])
+        for f, ownership in zip(files, owned, strict=True)
+        if ownership.get("repeats") or any(tuple(v) in shared for v in ownership["values"])
     ]
 
 
@@ -648,18 +653,10 @@ def _covered(target: Target, files: Sequence[DataFile], replace) -> bool:
     true when a replaced column is an owned key column and every owned value of the files is replaced."""
     if not files or not all(f.owned for f in files):
         return False
-    wanted = _wanted(replace)
-    for column, values in wanted.items():
-        owned_columns = None
-        held = set()
-        for data_file in files:
-            owned = json.loads(data_file.owned)
-            owned_columns = owned.get("columns")
-            if owned_columns is None or column not in owned_columns:
-                break
-            at = owned_columns.index(column)
-            held.update(v[at] for v in owned["values"])
-        else:
+    owned = [f.ownership for f in files]
+    for column, values in _wanted(replace).items():
+        if all(column in o["columns"] for o in owned):
+            held = {v[o["columns"].index(column)] for o in owned for v in o["values"]}
             if held <= values:
                 return True
     return False
@@ -686,7 +683,7 @@ def keep_latest(target: Target, written: Written, rank: Callable[[str], object])
     import pyarrow.parquet as pq
 
     files = written.files.get(target.name, [])
-    hashes = [_hashes_or_none(target, f) for f in files]
+    hashes = [_hashes_of(target, f) for f in files]
     if sum(len(h) for h in hashes) < 2:
         return 0
     repeated = repeated_hashes(np.concatenate(hashes))
@@ -724,7 +721,8 @@ def keep_latest(target: Target, written: Written, rank: Callable[[str], object])
     return dropped
 
 
-def _hashes_or_none(target: Target, data_file: DataFile) -> np.ndarray:
+def _hashes_of(target: Target, data_file: DataFile) -> np.ndarray:
+    """One file's key hashes (none: an empty array)."""
     found = file_hashes(target, [data_file])
     return np.zeros(0, np.uint64) if found is None else found
 
