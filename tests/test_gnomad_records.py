@@ -39,13 +39,13 @@ def test_line_bounds_count_every_line_and_drop_crlf():
 def test_parse_lines_on_bytes_matches_parse_records_on_strings():
     header = parse_header(HEADER, "test.vcf")
     lines = [
-    "#comment",
-    "chr1\t10\t.\tA\tC\t.\tPASS\tAC=1;AN=10;AF=0.1;nhomalt=0;lcr",
-    "",
-    "chr1\t11\trs1\tA\tC\t5\t.\tAC=x;AN=10",
-    "chr1\t12\t.\tA\tC\t.\tPASS\t.",
-    "chr1\t13\t.\tA\tC\t.\tPASS\tAC=1;BAD=2",
-    "chr1\t14\t.\tA\tC\t.\tPASS\tAC=2;AN=\xe9",
+        "#comment",
+        "chr1\t10\t.\tA\tC\t.\tPASS\tAC=1;AN=10;AF=0.1;nhomalt=0;lcr",
+        "",
+        "chr1\t11\trs1\tA\tC\t5\t.\tAC=x;AN=10",
+        "chr1\t12\t.\tA\tC\t.\tPASS\t.",
+        "chr1\t13\t.\tA\tC\t.\tPASS\tAC=1;BAD=2",
+        "chr1\t14\t.\tA\tC\t.\tPASS\tAC=2;AN=\xe9",
     ]
     data = ("\r\n".join(lines) + "\n").encode() + b"chr1\t15\t.\tA\tC\t.\tPASS\tAN=\xff\n"
     parsed = records.parse_lines(data, header, first_line=3)

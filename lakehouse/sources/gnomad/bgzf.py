@@ -111,9 +111,9 @@ def _inflate_blocks(handle, start: int, end: int, path: str) -> Iterator[bytes]:
     while position < len(data):
         if data[position : position + 4] != b"\x1f\x8b\x08\x04" or len(data) - position < 18:
             raise DataError(f"{path}: corrupt BGZF block at byte {start + position}")
-        block_size, = struct.unpack_from("<H", data, position + 16)
+        (block_size,) = struct.unpack_from("<H", data, position + 16)
         block_size += 1
-        xlen, = struct.unpack_from("<H", data, position + 10)
+        (xlen,) = struct.unpack_from("<H", data, position + 10)
         if len(data) - position < block_size:
             raise DataError(f"{path}: truncated BGZF block at byte {start + position}")
         crc, isize = struct.unpack_from("<II", data, position + block_size - 8)

@@ -129,8 +129,10 @@ def _cast_fields(
     if not clean:
         strings = _missing_to_null(strings)
     try:
-        return _cast(strings, target, clean=True) if target == pa.string() else (
-            pc.cast(strings, target), np.zeros(len(strings), dtype=bool)
+        return (
+            _cast(strings, target, clean=True)
+            if target == pa.string()
+            else (pc.cast(strings, target), np.zeros(len(strings), dtype=bool))
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
