@@ -502,19 +502,14 @@ class DataFile:
 
 @dataclass
 class Written:
-    """What the tasks of one landing wrote: files per table (each with its rows' key hashes), and every
-    piece's report."""
+    """What the tasks of one landing wrote: files per table (each with its rows' key hashes, or the values
+    of the key columns its pieces own), and every piece's report."""
 
     files: dict[str, list[DataFile]]
     reports: list[dict]
 
     def rows(self, table: str) -> int:
         return sum(f.rows for f in self.files.get(table, []))
-
-    def hashes(self, table: str) -> np.ndarray | None:
-        """The key hashes of every row written for `table` (None: no key, or no file)."""
-        parts = [np.frombuffer(f.keys, dtype=np.uint64) for f in self.files.get(table, []) if f.keys]
-        return np.concatenate(parts) if parts else None
 
 
 def write_pieces(
@@ -605,7 +600,7 @@ def repeated_keys(target: Target, written: Written, limit: int = 5) -> list[dict
     if files and all(f.owned for f in files):
         suspects = _owned_suspects(files)
         return repeats(_key_columns(target, suspects), target.primary_key, limit) if suspects else []
-    hashes = written.hashes(target.name)
+    hashes = file_hashes(target, files)  # a file rewritten in the driver beside owned ones carries hashes
     if hashes is None or not len(repeated_hashes(hashes)):
         return []
     return repeats(_key_columns(target, files), target.primary_key, limit)
