@@ -185,3 +185,27 @@ def test_schema_drift_is_refused_naming_table_and_column(spark):
                 {**as_dict, "columns": renamed, "migrations": [{"version": 2, "add_columns": ["units"]}]}
             ),
         )
+
+
+def test_row_counts_come_from_the_log_unless_deletion_vectors_hide_rows(spark):
+    """`lakehouse tables` counts rows from the add actions' numRecords; a table with deletion vectors keeps
+    the deleted rows in that figure, so it is counted by a scan."""
+    from lakehouse.catalog import list_tables, logged_rows
+    from lakehouse.storage import open_table
+
+    spark.sql("DROP TABLE IF EXISTS bronze.rows_probe")
+    spark.sql("DROP TABLE IF EXISTS bronze.rows_probe_dv")
+    for name, deletion_vectors in (("bronze.rows_probe", "false"), ("bronze.rows_probe_dv", "true")):
+        spark.sql(
+            f"CREATE TABLE {name} (id INT) USING DELTA "
+            f"TBLPROPERTIES ('delta.enableDeletionVectors' = '{deletion_vectors}')"
+        )
+        spark.sql(f"INSERT INTO {name} VALUES (1), (2), (3), (4)")
+    assert logged_rows(open_table(spark, "bronze.rows_probe")) == 4
+    spark.sql("DELETE FROM bronze.rows_probe_dv WHERE id = 1")
+    assert logged_rows(open_table(spark, "bronze.rows_probe_dv")) is None  # the log still says 4 rows
+    listed = {t.name: t for t in list_tables(spark) if t.name.startswith("bronze.rows_probe")}
+    assert (listed["bronze.rows_probe"].rows, listed["bronze.rows_probe_dv"].rows) == (4, 3)
+    assert listed["bronze.rows_probe_dv"].operation == "DELETE"
+    spark.sql("DROP TABLE bronze.rows_probe")
+    spark.sql("DROP TABLE bronze.rows_probe_dv")
