@@ -154,17 +154,22 @@ class Report:
 
 def conform(data: pa.Table | pa.RecordBatch, target: Target, where: str) -> pa.Table:
     """Exactly the declared columns, in declared order, cast to declared types; refused with the first
-    offending line when a non-null column holds a null."""
+    offending line when a non-null column holds a null.
+
+    A column may come dictionary-encoded over its declared type (`plain_type` is the declared one): a
+    value repeated on every row, as provenance and group labels are in a long-form table, then costs an
+    index per row instead of a copy, and Parquet stores it as the dictionary page it is. Readers see the
+    declared type (the files carry no Arrow schema)."""
     table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
     present = set(table.column_names)
     extra = sorted(present - set(target.schema.names))
     if extra:
         raise DataError(f"{where}: columns not declared for {target.name}: {extra}")
-    columns = []
+    columns, fields = [], []
     for spec in target.schema:
         if spec.name in present:
             column = table.column(spec.name)
-            if column.type != spec.type:
+            if plain_type(column.type) != spec.type:
                 column = column.cast(spec.type)
         else:
             column = pa.nulls(table.num_rows, spec.type)
@@ -174,7 +179,19 @@ def conform(data: pa.Table | pa.RecordBatch, target: Target, where: str) -> pa.T
             at = f"line {line}" if line is not None else f"row {row + 1} of its batch"
             raise DataError(f"{where}, {at}: {target.name}.{spec.name} is declared not null but has no value")
         columns.append(column)
-    return pa.Table.from_arrays(columns, schema=target.schema)
+        fields.append(spec.with_type(column.type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=target.schema.metadata))
+
+
+def plain_type(kind: pa.DataType) -> pa.DataType:
+    """The type a column's values have: a dictionary's value type, any other type itself."""
+    return kind.value_type if pa.types.is_dictionary(kind) else kind
+
+
+def distinct_values(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The distinct values of a column in its plain type (`plain_type`), null included if present."""
+    found = pc.unique(column)
+    return found.cast(plain_type(found.type)) if pa.types.is_dictionary(found.type) else found
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -197,6 +214,8 @@ def file_stats(table: pa.Table, indexed: int = INDEXED_COLUMNS) -> dict:
         stats["nullCount"][spec.name] = column.null_count
         if column.null_count == table.num_rows or not _bounded(kind):
             continue
+        if pa.types.is_dictionary(kind):
+            column, kind = distinct_values(column), kind.value_type
         low, high = pc.min_max(column).values()
         low, high = low.as_py(), high.as_py()
         finite = math.isfinite(low) and math.isfinite(high) if pa.types.is_floating(kind) else True
@@ -221,6 +240,7 @@ def _leaves(kind: pa.DataType) -> int:
 
 
 def _bounded(kind: pa.DataType) -> bool:
+    kind = plain_type(kind)
     return (
         pa.types.is_integer(kind)
         or pa.types.is_floating(kind)
@@ -231,13 +251,42 @@ def _bounded(kind: pa.DataType) -> bool:
 
 
 def key_hashes(table: pa.Table, key: Sequence[str]) -> np.ndarray:
-    """One 64-bit hash per row of the key columns (equal keys, equal hashes)."""
-    import pandas as pd
-
+    """One 64-bit hash per row of the key columns: equal keys, equal hashes, whether a column is plain or
+    dictionary-encoded. Each column's distinct values are hashed once (strings repeat: a long-form table
+    holds each variant's alleles once per group) and the columns' hashes are combined."""
     if not key or table.num_rows == 0:
         return np.zeros(0, dtype=np.uint64)
-    frame = table.select(list(key)).to_pandas()
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    combined = np.zeros(table.num_rows, dtype=np.uint64)
+    for name in key:
+        hashed = _column_hashes(table.column(name))
+        combined ^= hashed + _GOLDEN + (combined << np.uint64(6)) + (combined >> np.uint64(2))
+    return combined
+
+
+_NULL_HASH = np.uint64(0x5BD1E9955BD1E995)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _column_hashes(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    from pandas.util import hash_array
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+        column = pc.dictionary_encode(column)
+    if pa.types.is_dictionary(column.type):
+        values = column.dictionary.to_numpy(zero_copy_only=False)
+        indices = column.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        distinct = hash_array(values.astype(object)) if len(values) else np.zeros(1, np.uint64)
+        hashed = distinct[indices]
+    else:  # numbers, dates, times: their values (a null's placeholder is masked below)
+        filler = pa.scalar(False) if pa.types.is_boolean(kind) else pa.array([0]).cast(kind)[0]
+        filled = column.fill_null(filler) if column.null_count else column
+        hashed = hash_array(filled.to_numpy(zero_copy_only=False))
+    if column.null_count:
+        hashed = np.where(column.is_null().to_numpy(zero_copy_only=False), _NULL_HASH, hashed)
+    return hashed.astype(np.uint64, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------- in tasks
@@ -306,7 +355,7 @@ class TaskFiles:
             return
         name, values, _ = slot
         target = self.targets[name]
-        chunk = pa.concat_tables(parts)
+        chunk = _concat(parts)
         held = held_columns(chunk, target)
         current = self.open.get(slot)
         if current is not None and not held <= current.columns:  # a column the open file lacks
@@ -322,15 +371,15 @@ class TaskFiles:
             full = f"{target.storage.root}/{relative}"
             if not target.storage.is_s3:
                 os.makedirs(os.path.dirname(full), exist_ok=True)
-            schema = pa.schema([f for f in target.file_schema if f.name in held])
+            schema = pa.schema([chunk.schema.field(f.name) for f in target.file_schema if f.name in held])
             writer = pq.ParquetWriter(
-                full, schema, filesystem=fs, compression="snappy", write_statistics=True
-            )
+                full, schema, filesystem=fs, compression="snappy", write_statistics=True, store_schema=False
+            )  # no Arrow schema: every reader sees the Parquet types, a dictionary column as its values
             current = self.open[slot] = _Open(relative, writer, held)
-        current.writer.write_table(
-            chunk.select([n for n in chunk.column_names if n in current.columns]),
-            row_group_size=ROWS_PER_ROW_GROUP,
-        )
+        held_part = chunk.select(current.writer.schema.names)
+        if held_part.schema != current.writer.schema:  # a chunk encoded otherwise than the file's first
+            held_part = held_part.cast(current.writer.schema)
+        current.writer.write_table(held_part, row_group_size=ROWS_PER_ROW_GROUP)
         if counted is not None:
             current.tally.add(counted.counts)
         current.stats.append(chunk)
@@ -354,7 +403,7 @@ class TaskFiles:
                 "size": info.size,
                 "rows": current.rows,
                 "partition": json.dumps(dict(zip(target.partition_by, values, strict=True))),
-                "stats": json.dumps(file_stats(pa.concat_tables(current.stats))),
+                "stats": json.dumps(file_stats(_concat(current.stats))),
                 "hashes": np.concatenate(current.keys).tobytes() if current.keys else None,
                 "report": None,
                 "checks": current.tally.to_json() if target.checked else None,
@@ -384,6 +433,15 @@ class TaskFiles:
                     if described["table"] == name:
                         described["owned"] = json.dumps({**json.loads(described["owned"]), "repeats": True})
         return self.done
+
+
+def _concat(parts: Sequence[pa.Table]) -> pa.Table:
+    """Tables of one target as one; parts whose columns are encoded differently (plain, dictionary) are
+    concatenated in their plain types."""
+    if all(p.schema == parts[0].schema for p in parts):
+        return pa.concat_tables(parts)
+    plain = pa.schema([f.with_type(plain_type(f.type)) for f in parts[0].schema])
+    return pa.concat_tables([p.cast(plain) for p in parts])
 
 
 def held_columns(chunk: pa.Table, target: Target) -> frozenset:
@@ -419,9 +477,7 @@ def _partitions(table: pa.Table, columns: Sequence[str]) -> Iterator[tuple[tuple
         yield (), table
         return
     keys = table.select(list(columns))
-    if all(
-        keys.column(c).null_count == 0 and pc.count_distinct(keys.column(c)).as_py() == 1 for c in columns
-    ):
+    if all(keys.column(c).null_count == 0 and len(distinct_values(keys.column(c))) == 1 for c in columns):
         yield tuple(keys.column(c)[0].as_py() for c in columns), table
         return
     groups = keys.append_column("_row", pa.array(np.arange(table.num_rows))).group_by(list(columns))

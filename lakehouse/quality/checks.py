@@ -81,6 +81,13 @@ def unexpected_mask(exp: Expectation, table: pa.Table) -> tuple[pa.ChunkedArray,
         rows[np.asarray(pc.filter(parents, bad))] = True
         return pa.chunked_array([pa.array(rows)]), None
     column = table.column(k["column"])
+    if pa.types.is_dictionary(column.type):  # judged on each chunk's distinct values, then per row
+        bad, missing = [], []
+        for chunk in column.chunks:
+            judged = unexpected_mask(exp, pa.table({k["column"]: chunk.dictionary}))
+            bad.append(pc.fill_null(pc.take(judged[0].combine_chunks(), chunk.indices), False))
+            missing.append(pc.fill_null(pc.take(judged[1].combine_chunks(), chunk.indices), True))
+        return pa.chunked_array(bad, pa.bool_()), pa.chunked_array(missing, pa.bool_())
     present = pc.is_valid(column)
     if exp.type == "expect_column_values_to_match_regex":
         matched = pc.match_substring_regex(column, k["regex"])
