@@ -309,9 +309,15 @@ class _Open:
 class TaskFiles:
     """The files one task writes for every target: buffered to row groups, rolled at ROWS_PER_FILE."""
 
-    def __init__(self, targets: dict[str, Target], owned: Mapping[str, Sequence[str]] | None = None):
+    def __init__(
+        self,
+        targets: dict[str, Target],
+        owned: Mapping[str, Sequence[str]] | None = None,
+        hashed: Iterable[str] | None = None,
+    ):
         self.targets = targets
         self.owned = dict(owned or {})  # table -> key columns whose values no other piece holds
+        self.hashed = None if hashed is None else set(hashed)  # tables whose rows' key hashes go back
         self.task_keys: dict[str, list[np.ndarray]] = {}  # owned tables: every key hash of this task
         self.owns: dict[tuple, set] = {}
         self.tag = uuid.uuid4().hex
@@ -337,7 +343,7 @@ class TaskFiles:
                 owned = list(self.owned[target.name])
                 values = part.select(owned).group_by(owned, use_threads=False).aggregate([])
                 self.owns.setdefault(slot, set()).update(zip(*(values.column(c).to_pylist() for c in owned)))
-            elif target.primary_key:
+            elif target.primary_key and (self.hashed is None or target.name in self.hashed):
                 self.keys.setdefault(slot, []).append(key_hashes(part, target.primary_key))
             if target.checked:
                 self.counted.setdefault(slot, FileTally()).add(count(target.checked, part))
@@ -576,6 +582,7 @@ def write_pieces(
     work: Callable[[tuple], Iterable[Rows | Report]],
     targets: Iterable[Target],
     owned: Mapping[str, Sequence[str]] | None = None,
+    hashed: Iterable[str] | None = None,
 ) -> Written:
     """Run `work` over `pieces` in one Spark job (one task per core, pieces dealt by size) and write what
     it yields into each target's storage. Nothing is committed.
@@ -587,13 +594,18 @@ def write_pieces(
 
     Pieces of at most IN_DRIVER_BYTES in all run in the driver instead, share by share as the tasks would
     have (the same files come out): a Spark job's fixed cost (seconds, a Python worker per task) is most
-    of a small landing."""
+    of a small landing.
+
+    `hashed` names the tables whose rows' key hashes the tasks send back (default: every table with a
+    key). Another table's keys are read from its files if a check needs them: a per-row derivation whose
+    key extends its source's (gnomAD's 66 frequency rows per variant) is unique when its source is, and
+    its hashes would be most of what the driver receives (8 bytes a row)."""
     from lakehouse.tasks import deal, spread
 
     by_name = {t.name: t for t in targets}
 
     def share(items: Iterable[tuple]) -> list[dict]:
-        files = TaskFiles(by_name, owned)
+        files = TaskFiles(by_name, owned, hashed)
         reports = []
         for piece in items:
             for item in work(piece):
@@ -912,7 +924,7 @@ def _count(target: Target, table, files, rewritten, removed: set[str], run, repl
         if _covered(target, files, replace):
             clashes = 0
         else:
-            clashes = collisions(target, table, files, file_hashes(target, files), removed)
+            clashes = collisions(target, table, files, lambda: file_hashes(target, files), removed)
     rows = ledger_rows(target, [*files, *rewritten], clashes, table.version(), run.run_id)
     if rows.num_rows:
         append(target.ledger, rows)

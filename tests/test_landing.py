@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from lakehouse.errors import DataError
@@ -202,7 +203,9 @@ def probe(spark, settings, tmp_path):
     return decl, InputFile.of(source)
 
 
-def _pieces(source: InputFile, run, positions_per_piece: list[list[int]]):
+def _pieces(source: InputFile, run, positions_per_piece: list[list[int]], encoded: bool = False):
+    """Pieces of probe rows; `encoded`: the provenance strings dictionary-encoded, as long-form tables
+    hand them over (one value on every row)."""
     provenance = Provenance.of(source, run)
 
     def work(piece):
@@ -216,7 +219,13 @@ def _pieces(source: InputFile, run, positions_per_piece: list[list[int]]):
                 "line_number": pa.array([i + 1 for i in range(len(positions))], pa.int64()),
             }
         )
-        yield Rows("silver.landing_probe", provenance.add_to(rows), f"piece {index}")
+        rows = provenance.add_to(rows)
+        if encoded:
+            for name in ("source_file", "source_sha256", "ingest_run_id"):
+                rows = rows.set_column(
+                    rows.schema.get_field_index(name), name, pc.dictionary_encode(rows.column(name))
+                )
+        yield Rows("silver.landing_probe", rows, f"piece {index}")
         yield Report({"index": index, "rows": len(positions)})
 
     return [(i,) for i in range(len(positions_per_piece))], work
@@ -260,6 +269,62 @@ def test_pieces_land_once_and_read_the_same_in_spark_delta_rs_and_duckdb(spark, 
     assert all(
         a["num_records"] and a["min.pos"] is not None and a["max.source_file"] == source.path for a in adds
     )
+
+
+def test_dictionary_encoded_columns_land_as_their_declared_type_and_unhashed_keys_are_read_when_needed(
+    spark, settings, probe
+):
+    """A long-form table hands over repeated strings dictionary-encoded, and a table whose key follows
+    from another's sends no key hashes back (`write_pieces`'s `hashed`): every reader still sees plain
+    strings with statistics, and a repeated key is still refused, from the files' key columns."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    from lakehouse.quality.checks import count
+    from lakehouse.quality.expectations import Expectation
+
+    decl, source = probe
+    with IngestRun(spark, settings, job="landing-test", inputs=[source], validate=False) as run:
+        target = Target.of(spark, decl)
+        pieces, work = _pieces(source, run, [[1, 2, 150], [3, 160]], encoded=True)
+        written = write_pieces(spark, pieces, "index int", [1, 1], work, [target], hashed=[])
+        files = written.files[decl.name]
+        assert files and all(f.keys is None for f in files)
+        check_keys([target], written)
+        commit(target, files, run, app_id=f"probe:{source.sha256}", source=source)
+        pieces, work = _pieces(source, run, [[7, 8], [8]], encoded=True)
+        repeated = write_pieces(spark, pieces, "index int", [1, 1], work, [target], hashed=[])
+        with pytest.raises(DataError, match=r"repeats primary key \(contig, pos\): contig=chr1, pos=8"):
+            check_keys([target], repeated)
+
+    location = target.storage.delta_uri()
+    delta = DeltaTable(location)
+    read = delta.to_pyarrow_table(columns=["pos", "source_file"])
+    assert read.schema.field("source_file").type == pa.string()
+    assert set(read.column("source_file").to_pylist()) == {source.path} and read.num_rows == 5
+    duck = duckdb.connect()
+    duck.execute(f"LOAD '{_duckdb_delta_extension()}'")
+    assert duck.execute(
+        f"SELECT count(*) FROM delta_scan('{location}') WHERE source_file = ?", [source.path]
+    ).fetchone() == (5,)
+    assert spark.table(decl.name).where(f"source_file = '{source.path}'").count() == 5
+    adds = pa.table(delta.get_add_actions(flatten=True)).to_pylist()
+    assert all(a["min.source_file"] == a["max.source_file"] == source.path for a in adds)
+
+    # the same keys hash alike plain or encoded; expectations count alike on both
+    plain = pa.table({"contig": ["chr1", "chr2", None, "chr1"], "pos": pa.array([1, 2, 3, None], pa.int64())})
+    encoded = plain.set_column(0, "contig", pc.dictionary_encode(plain.column("contig")))
+    assert key_hashes(plain, ["contig", "pos"]).tolist() == key_hashes(encoded, ["contig", "pos"]).tolist()
+    assert len(set(key_hashes(plain, ["contig", "pos"]).tolist())) == 4
+    checks = [
+        Expectation("expect_column_values_to_be_in_set", {"column": "contig", "value_set": ["chr1"]}, "in"),
+        Expectation(
+            "expect_column_values_to_match_regex", {"column": "contig", "regex": "^chr[0-9]+$"}, "re"
+        ),
+    ]
+    assert [(c.unexpected, c.missing) for c in count(checks, encoded).values()] == [(1, 1), (0, 1)]
+    assert [(c.unexpected, c.missing) for c in count(checks, plain).values()] == [(1, 1), (0, 1)]
+    assert file_stats(encoded)["minValues"]["contig"] == "chr1" == file_stats(plain)["minValues"]["contig"]
 
 
 def test_held_columns_are_those_with_a_value_and_every_key_or_required_one():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -164,14 +164,15 @@ def parse_counts(text: str | None) -> dict[str, Count]:
 
 
 def collisions(
-    target, table, added: Sequence, hashes: np.ndarray | None, removed: set[str] = frozenset()
+    target, table, added: Sequence, hashes: Callable[[], np.ndarray | None], removed: set[str] = frozenset()
 ) -> int:
     """How many rows of the live files of `table` (a delta-rs table at the version a commit builds on),
-    except those the commit `removed`, hold a key among `hashes`: the key hashes of the rows being added in
-    `added` files. Files whose partition values or key bounds cannot hold an added key are not read."""
+    except those the commit `removed`, hold a key among `hashes()`: the key hashes of the rows being added
+    in `added` files, asked for only when a live file's partition values and key bounds can hold an added
+    key (files whose bounds cannot are not read)."""
     from lakehouse.landing import key_hashes
 
-    if hashes is None or not len(hashes) or table.version() < 0:
+    if table.version() < 0:
         return 0
     live = pa.table(table.get_add_actions(flatten=True))
     if removed:
@@ -181,6 +182,9 @@ def collisions(
     key = list(target.primary_key)
     candidates = _overlapping(live, key, target.partition_by, added)
     if not candidates:
+        return 0
+    hashes = hashes()
+    if hashes is None or not len(hashes):
         return 0
     import pyarrow.dataset as pads
 

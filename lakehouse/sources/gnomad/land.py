@@ -327,8 +327,8 @@ def land_file(
 
         written = write_pieces(
             spark, [(r.index, r.start, r.end) for r in ranges], "index int, start bigint, end bigint",
-            [r.end - r.start for r in ranges], work, [variants, frequencies],
-        )  # fmt: skip
+            [r.end - r.start for r in ranges], work, [variants, frequencies], hashed=[VARIANTS],
+        )  # fmt: skip  # gold's key is silver's and a group: unique when silver's is
         check_keys([variants], written)
         reported = {r["index"]: (r["lines"], r["records"], r["bad"]) for r in written.reports}
         run.rows_read = sum(records for _, records, _ in reported.values())
