@@ -188,9 +188,10 @@ def test_schema_drift_is_refused_naming_table_and_column(spark):
 
 
 def test_row_counts_come_from_the_log_unless_deletion_vectors_hide_rows(spark):
-    """`lakehouse tables` counts rows from the add actions' numRecords; a table with deletion vectors keeps
-    the deleted rows in that figure, so it is counted by a scan."""
+    """`lakehouse tables` and the gate count rows from the add actions' numRecords; a table with deletion
+    vectors keeps the deleted rows in that figure, so it is counted (and validated) by a scan."""
     from lakehouse.catalog import list_tables, logged_rows
+    from lakehouse.quality.checks import version_tallies
     from lakehouse.storage import open_table
 
     spark.sql("DROP TABLE IF EXISTS bronze.rows_probe")
@@ -204,6 +205,10 @@ def test_row_counts_come_from_the_log_unless_deletion_vectors_hide_rows(spark):
     assert logged_rows(open_table(spark, "bronze.rows_probe")) == 4
     spark.sql("DELETE FROM bronze.rows_probe_dv WHERE id = 1")
     assert logged_rows(open_table(spark, "bronze.rows_probe_dv")) is None  # the log still says 4 rows
+    # nor does the gate sum its files' stored counts then: it validates such a version by a scan
+    assert version_tallies(None, open_table(spark, "bronze.rows_probe"), "bronze.rows_probe", []).rows == 4
+    hidden = version_tallies(None, open_table(spark, "bronze.rows_probe_dv"), "bronze.rows_probe_dv", [])
+    assert "deletion vectors" in hidden.undecided
     listed = {t.name: t for t in list_tables(spark) if t.name.startswith("bronze.rows_probe")}
     assert (listed["bronze.rows_probe"].rows, listed["bronze.rows_probe_dv"].rows) == (4, 3)
     assert listed["bronze.rows_probe_dv"].operation == "DELETE"
