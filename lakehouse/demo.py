@@ -11,7 +11,7 @@ import pyarrow as pa
 from pyarrow import csv as pa_csv
 
 from lakehouse.landing import Provenance, Target, land_rows
-from lakehouse.runs import IngestRun, InputFile
+from lakehouse.runs import IngestResult, IngestRun, InputFile
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
 
@@ -32,7 +32,7 @@ def write_demo_input(path: Path, samples: int = 6, seed: int = 7) -> Path:
     return path
 
 
-def land_demo(spark, settings: Settings, path: Path | None = None) -> IngestRun:
+def land_demo(spark, settings: Settings, path: Path | None = None) -> IngestResult:
     path = path or write_demo_input(settings.home / "inputs" / "demo_measurements.csv")
     decl = declaration(DEMO_TABLE, settings.schemas_dir)
     source = InputFile.of(path)
@@ -42,4 +42,4 @@ def land_demo(spark, settings: Settings, path: Path | None = None) -> IngestRun:
         run.rows_read = rows.num_rows
         target = Target.of(spark, decl, settings.schemas_dir)
         land_rows(target, Provenance.of(source, run).add_to(rows), run, source=source, replace=[source.path])
-    return run
+    return IngestResult.of(run, "demo", {"measurements": rows.num_rows})
