@@ -1237,12 +1237,21 @@ class Provenance:
         return cls(source.path, source.sha256, release, run.run_id, run.started_at)
 
     def columns(self, n: int) -> dict[str, pa.Array]:
+        """The columns for `n` rows. The strings are dictionary-encoded (one value, an index per row): a
+        path and a checksum repeated on millions of long-form rows are otherwise most of their bytes."""
         at = self.ingested_at.replace(tzinfo=dt.UTC)
+        zeros = pa.array(np.zeros(n, np.int32))
         return {
-            "source_file": pa.repeat(pa.scalar(self.source_file, pa.string()), n),
-            "source_sha256": pa.repeat(pa.scalar(self.source_sha256, pa.string()), n),
-            "source_release": pa.repeat(pa.scalar(self.source_release, pa.string()), n),
-            "ingest_run_id": pa.repeat(pa.scalar(self.ingest_run_id, pa.string()), n),
+            "source_file": pa.DictionaryArray.from_arrays(zeros, pa.array([self.source_file], pa.string())),
+            "source_sha256": pa.DictionaryArray.from_arrays(
+                zeros, pa.array([self.source_sha256], pa.string())
+            ),
+            "source_release": pa.repeat(pa.scalar(self.source_release, pa.string()), n)
+            if self.source_release is None
+            else pa.DictionaryArray.from_arrays(zeros, pa.array([self.source_release], pa.string())),
+            "ingest_run_id": pa.DictionaryArray.from_arrays(
+                zeros, pa.array([self.ingest_run_id], pa.string())
+            ),
             "ingested_at": pa.repeat(pa.scalar(at, pa.timestamp("us", tz="UTC")), n),
         }
 
@@ -1257,12 +1266,16 @@ def add_provenance(table: pa.Table, marks: dict[str, Provenance]) -> pa.Table:
     file's `Provenance` (rows of many files in one batch)."""
     paths = list(marks)
     at = pc.index_in(table.column("source_file"), pa.array(paths, pa.string()))
+    at = at.combine_chunks() if isinstance(at, pa.ChunkedArray) else at
     n = table.num_rows
     columns = [marks[p].columns(1) for p in paths]
     for name in ("source_sha256", "source_release", "ingest_run_id", "ingested_at"):
-        kind = columns[0][name].type
+        kind = plain_type(columns[0][name].type)
         values = pa.array([c[name][0].as_py() for c in columns], kind)
-        table = table.append_column(name, pc.take(values, at) if n else pa.array([], kind))
+        if pa.types.is_string(kind) and not values.null_count:  # as `Provenance.columns`: an index per row
+            table = table.append_column(name, pa.DictionaryArray.from_arrays(at, values))
+        else:
+            table = table.append_column(name, pc.take(values, at) if n else pa.array([], kind))
     return table
 
 

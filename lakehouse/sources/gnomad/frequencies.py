@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lakehouse.landing import distinct_values
 from lakehouse.sources.gnomad.header import CORE_INFO, VcfHeader
 
 KEY = ("release", "dataset", "genome_build", "contig", "pos", "ref", "alt")
@@ -105,7 +106,7 @@ def frequencies_table(variants: pa.Table, groups: dict[Group, dict[str, str]]) -
 
 def _repeated(column: pa.ChunkedArray, index: pa.Array) -> pa.Array:
     """`column` taken at `index`: dictionary-encoded when it holds one value, as provenance does."""
-    distinct = pc.unique(column) if len(column) and column.null_count == 0 else None
+    distinct = distinct_values(column) if len(column) and column.null_count == 0 else None
     if distinct is not None and len(distinct) == 1:
         return pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(index), np.int32)), distinct)
     return column.take(index)
