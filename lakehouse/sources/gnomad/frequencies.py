@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.landing import distinct_values
 from lakehouse.sources.gnomad.header import CORE_INFO, VcfHeader
 
 KEY = ("release", "dataset", "genome_build", "contig", "pos", "ref", "alt")
@@ -78,7 +77,7 @@ def frequencies_table(variants: pa.Table, groups: dict[Group, dict[str, str]]) -
     (null when the release has no such field), for the groups whose ac or an the variant has.
 
     Rows come group by group. The variant's columns are taken once for all groups. The group's labels and
-    the provenance (one file's, the same on every row) are dictionary-encoded: a v4.1 variant has 66
+    the provenance (one file's, dictionary-encoded in silver) are indices: a v4.1 variant has 66
     groups, and copying those strings onto every row cost more than the rest of the table."""
     ordered = sorted(groups.items(), key=lambda kv: (kv[0].subset, kv[0].ancestry_group, kv[0].sex))
     rows, labels, metrics = [], [], {m: [] for m in METRICS}
@@ -99,17 +98,9 @@ def frequencies_table(variants: pa.Table, groups: dict[Group, dict[str, str]]) -
         )
     for m, kind in METRICS.items():
         out[m] = pa.chunked_array(metrics[m], kind)
-    for name in PROVENANCE:
-        out[name] = _repeated(variants.column(name), index)
+    for name in PROVENANCE:  # dictionary-encoded in silver (`Provenance.columns`): a take copies indices
+        out[name] = variants.column(name).take(index)
     return pa.table(out)
-
-
-def _repeated(column: pa.ChunkedArray, index: pa.Array) -> pa.Array:
-    """`column` taken at `index`: dictionary-encoded when it holds one value, as provenance does."""
-    distinct = distinct_values(column) if len(column) and column.null_count == 0 else None
-    if distinct is not None and len(distinct) == 1:
-        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(index), np.int32)), distinct)
-    return column.take(index)
 
 
 __all__ = ["CORE_INFO", "Group", "frequencies_table", "group_columns", "parse_group"]
