@@ -11,7 +11,10 @@ runs that function over its share of the pieces (`tasks.spread`), and for every 
   one directory per partition value;
 - computes, in the same pass, Delta's per-file statistics (numRecords, min/max/nullCount of the indexed
   columns), a 64-bit hash of each row's primary key, and what each row-level expectation of the table's
-  suite finds in the file (`quality.checks`), so that validating the new version reads no data again.
+  suite finds in the file (`quality.checks`), so that validating the new version reads no data again;
+- keeps the rows an expectation finds violating (`flagged`), with their source line where the rows carry
+  a `line_number` (declared, or given for this purpose only), for the commit to quarantine: the rows land,
+  the version then fails its gate, and the quarantine says which line of which file broke which check.
 
 A task returns only file descriptors, key hashes (or, where its pieces own part of the key, the owned
 values it holds), counts and reports. The driver checks the keys, then commits
@@ -52,6 +55,8 @@ from lakehouse.storage import Storage
 
 log = logging.getLogger(__name__)
 
+LINE = "line_number"  # a row's line in its piece or file (`Rows`); kept as evidence, written only if declared
+FLAGGED_PER_TASK = 10_000  # violating rows kept per table and expectation in a task (the counts are exact)
 INDEXED_COLUMNS = 32  # Delta's delta.dataSkippingNumIndexedCols default
 # Spark cuts string bounds to 32 characters; exact bounds up to this length let a commit tell from the log
 # alone which files hold a source's rows (paths and checksums are longer than 32).
@@ -95,9 +100,14 @@ class Target:
     checked: tuple = ()  # the expectations each written file is counted against (`quality.checks`)
     unique: object = None  # the primary-key expectation, checked against the table before each commit
     ledger: Target | None = None  # where the counts go (`quality.file_checks`)
+    # Reference table -> the rows of it that this landing's rows are checked against (`values_in_table`
+    # matched on the landing's own file: the rows it lands there too), so the tasks count those checks.
+    references: Mapping[str, pa.Table] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, spark, decl: TableDecl, schemas_dir=None, ledger: bool = True) -> Target:
+    def of(
+        cls, spark, decl: TableDecl, schemas_dir=None, ledger: bool = True, references: Mapping | None = None
+    ) -> Target:
         """`decl`'s table, created if absent. Its files' expectation counts go to `quality.file_checks`
         as declared in `schemas_dir` (default: beside `decl`'s file; neither: not stored)."""
         from lakehouse.catalog import ensure_table
@@ -114,9 +124,10 @@ class Target:
             tuple(decl.primary_key),
             Storage.of(spark, table_location(spark, decl.name)),
             decl,
-            tuple(per_file(suite)),
+            tuple(per_file(suite, references or {})),
             next((e for e in suite if e.type in UNIQUE_TYPES), None),
             _ledger(spark, decl, schemas_dir) if ledger else None,
+            dict(references or {}),
         )
 
     @property
@@ -137,7 +148,10 @@ def _ledger(spark, decl: TableDecl, schemas_dir) -> Target | None:
 
 @dataclass(frozen=True)
 class Rows:
-    """Rows for one target table, from one piece (`where` names it in errors)."""
+    """Rows for one target table, from one piece (`where` names it in errors). The rows may carry a
+    `line_number` column the table does not declare: each row's line, numbered as the source numbers
+    its pieces' lines (within the piece, or within the file), for errors and for quarantined violations;
+    it is not written."""
 
     table: str
     data: pa.Table | pa.RecordBatch
@@ -162,7 +176,7 @@ def conform(data: pa.Table | pa.RecordBatch, target: Target, where: str) -> pa.T
     declared type (the files carry no Arrow schema)."""
     table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
     present = set(table.column_names)
-    extra = sorted(present - set(target.schema.names))
+    extra = sorted(present - set(target.schema.names) - {LINE})
     if extra:
         raise DataError(f"{where}: columns not declared for {target.name}: {extra}")
     columns, fields = [], []
@@ -175,7 +189,7 @@ def conform(data: pa.Table | pa.RecordBatch, target: Target, where: str) -> pa.T
             column = pa.nulls(table.num_rows, spec.type)
         if not spec.nullable and column.null_count:
             row = pc.index(pc.is_null(column), True).as_py()
-            line = table.column("line_number")[row].as_py() if "line_number" in present else None
+            line = table.column(LINE)[row].as_py() if LINE in present else None
             at = f"line {line}" if line is not None else f"row {row + 1} of its batch"
             raise DataError(f"{where}, {at}: {target.name}.{spec.name} is declared not null but has no value")
         columns.append(column)
@@ -304,6 +318,7 @@ class _Open:
     tally: FileTally = field(default_factory=FileTally)
     keys: list[np.ndarray] = field(default_factory=list)  # the rows' key hashes
     owns: set = field(default_factory=set)  # the distinct values of its rows' owned key columns
+    flagged: list = field(default_factory=list)  # its rows that violate an expectation (`TaskFiles.flag`)
 
 
 class TaskFiles:
@@ -329,14 +344,26 @@ class TaskFiles:
         self.done: list[dict] = []
         self.keys: dict[tuple[str, tuple, tuple], list[np.ndarray]] = {}
         self.filesystems = {}
+        self.piece = None  # the piece being written (JSON-able), named by each flagged row
+        self.flagged: dict[tuple, list[dict]] = {}  # per slot, until its rows are in a file
+        self.kept: dict[tuple[str, str], int] = {}  # flagged rows kept per (table, expectation)
 
     def write(self, rows: Rows) -> None:
         target = self.targets[rows.table]
         table = conform(rows.data, target, rows.where)
         if table.num_rows == 0:
             return
+        located = LINE not in target.schema.names and LINE in rows.data.schema.names
+        if located:  # carried beside the rows while they are checked, never written
+            table = table.append_column(LINE, rows.data.column(LINE))
         for values, part in _partitions(table, target.partition_by):
             slot = (target.name, values, rows.group)
+            if target.checked:
+                counts = count(target.checked, part, target.references)
+                self.counted.setdefault(slot, FileTally()).add(counts)
+                self.flag(slot, target, part, counts)
+            if located:
+                part = part.drop_columns([LINE])
             self.buffers.setdefault(slot, []).append(part.drop_columns(list(target.partition_by)))
             if target.name in self.owned:  # keys checked here; the driver gets the owned values only
                 self.task_keys.setdefault(target.name, []).append(key_hashes(part, target.primary_key))
@@ -345,11 +372,36 @@ class TaskFiles:
                 self.owns.setdefault(slot, set()).update(zip(*(values.column(c).to_pylist() for c in owned)))
             elif target.primary_key and (self.hashed is None or target.name in self.hashed):
                 self.keys.setdefault(slot, []).append(key_hashes(part, target.primary_key))
-            if target.checked:
-                self.counted.setdefault(slot, FileTally()).add(count(target.checked, part))
             self.buffered[slot] = self.buffered.get(slot, 0) + part.num_rows
             if self.buffered[slot] >= ROWS_PER_ROW_GROUP:
                 self._flush(slot)
+
+    def flag(self, slot, target: Target, part: pa.Table, counts: dict) -> None:
+        """Keep the rows of `part` that violate a per-row expectation of `target` (quarantine rows: the
+        record shows the key and the columns the check reads; the reason names the check), up to
+        FLAGGED_PER_TASK per expectation."""
+        from lakehouse.quality.checks import SHARE, sample_columns, unexpected_mask
+
+        for exp in target.checked:
+            found = counts[exp.id].unexpected
+            room = FLAGGED_PER_TASK - self.kept.get((target.name, exp.id), 0)
+            if exp.type == SHARE or not found or room <= 0:
+                continue
+            bad, _ = unexpected_mask(exp, part, target.references)
+            hits = part.filter(bad).slice(0, room)
+            self.kept[(target.name, exp.id)] = self.kept.get((target.name, exp.id), 0) + hits.num_rows
+            shown = [c for c in dict.fromkeys([*target.primary_key, *sample_columns(exp, part)]) if c != LINE]
+            records = hits.select(shown).to_pylist()
+            column = {c: hits.column(c).to_pylist() if c in hits.column_names else [None] * hits.num_rows
+                      for c in ("source_file", "source_sha256", LINE)}  # fmt: skip
+            reason = f"expectation {exp.id} failed: {exp.describe()}"
+            self.flagged.setdefault(slot, []).extend(
+                {"table_name": target.name, "source_file": column["source_file"][i],
+                 "source_sha256": column["source_sha256"][i], LINE: column[LINE][i],
+                 "record": json.dumps(record, default=str, sort_keys=True), "reason": reason,
+                 "piece": self.piece}
+                for i, record in enumerate(records)
+            )  # fmt: skip
 
     def _flush(self, slot) -> None:
         import pyarrow.parquet as pq
@@ -390,6 +442,7 @@ class TaskFiles:
             current.tally.add(counted.counts)
         current.stats.append(chunk)
         current.keys.extend(self.keys.pop(slot, []))
+        current.flagged.extend(self.flagged.pop(slot, []))
         current.owns |= self.owns.pop(slot, set())
         current.rows += chunk.num_rows
         if current.rows >= ROWS_PER_FILE:
@@ -414,6 +467,7 @@ class TaskFiles:
                 "report": None,
                 "checks": current.tally.to_json() if target.checked else None,
                 "group": json.dumps(list(group)) if group else None,
+                "flagged": json.dumps(current.flagged, default=str) if current.flagged else None,
                 "owned": json.dumps(
                     {"task": self.tag, "columns": list(self.owned[name]), "values": sorted(current.owns)}
                 )
@@ -506,7 +560,7 @@ def _directory(column: str, value) -> str:
 
 OUTPUT_DDL = (
     "kind string, table string, path string, size bigint, rows bigint, partition string, stats string, "
-    "hashes binary, report string, checks string, group string, owned string"
+    "hashes binary, report string, checks string, group string, owned string, flagged string"
 )
 
 
@@ -524,9 +578,10 @@ def _output(rows: list[dict]) -> pa.RecordBatch:
         "checks",
         "group",
         "owned",
+        "flagged",
     ]
     types = [pa.string(), pa.string(), pa.string(), pa.int64(), pa.int64(), pa.string(), pa.string(),
-             pa.binary(), pa.string(), pa.string(), pa.string(), pa.string()]  # fmt: skip
+             pa.binary(), pa.string(), pa.string(), pa.string(), pa.string(), pa.string()]  # fmt: skip
     return pa.RecordBatch.from_arrays(
         [pa.array([r.get(n) for r in rows], t) for n, t in zip(names, types, strict=True)], names=names
     )
@@ -548,6 +603,7 @@ class DataFile:
     # For a table whose key columns pieces own (`write_pieces`'s `owned`): the task that wrote it, the
     # distinct values of those columns in it, and whether the task found a key it wrote twice.
     owned: str | None = None
+    flagged: str | None = None  # JSON: its rows that violate an expectation, as quarantine rows (`flag`)
 
     @property
     def ownership(self) -> dict | None:
@@ -559,7 +615,7 @@ class DataFile:
         d = described
         group = tuple(json.loads(d["group"])) if d.get("group") else ()
         return cls(d["path"], d["size"], d["rows"], json.loads(d["partition"]), d["stats"], d["checks"],
-                   d["hashes"], group, d.get("owned"))  # fmt: skip
+                   d["hashes"], group, d.get("owned"), d.get("flagged"))  # fmt: skip
 
 
 @dataclass
@@ -608,6 +664,7 @@ def write_pieces(
         files = TaskFiles(by_name, owned, hashed)
         reports = []
         for piece in items:
+            files.piece = list(piece)
             for item in work(piece):
                 if isinstance(item, Report):
                     reports.append({"kind": "report", "report": json.dumps(item.payload)})
@@ -821,6 +878,7 @@ def commit(
     again: bool = False,
     source=None,
     by_key: bool = False,
+    first_line: Callable[[list], int] | None = None,
 ) -> int:
     """Commit `files` to `target` in one Delta transaction, removing first every row whose `source_file`
     is in `replace`, or, when `replace` maps columns to values, every row holding one of a column's values
@@ -839,7 +897,9 @@ def commit(
 
     Before each attempt the files' expectation counts go to the target's ledger (`quality.file_checks`),
     with the result of comparing the added rows' key hashes (`DataFile.keys`) with the keys of the version
-    the attempt builds on."""
+    the attempt builds on. Once committed, the rows the tasks found violating an expectation
+    (`DataFile.flagged`) are quarantined; `first_line(piece)` is the number of lines of the file before
+    `piece`, where the source numbers lines within pieces (default: within files)."""
     from deltalake.transaction import Transaction
 
     now = int(time.time() * 1000)
@@ -870,10 +930,32 @@ def commit(
             _count(target, table, files, rewritten, {r.path for r in removes}, run, replace)
         _write(table, target, [*adds, *(_add(f, now) for f in rewritten), *removes], metadata, transactions)
         run.count_written(target.name, sum(f.rows for f in files))
+        quarantine_flagged(run, files, first_line)
         failpoint(f"after-commit:{target.name}")
         return _recorded(table, target, run, metadata)
 
     return _retrying(target, attempt)
+
+
+def quarantine_flagged(
+    run, files: Sequence[DataFile], first_line: Callable[[list], int] | None = None
+) -> int:
+    """Quarantine the rows of `files` that their tasks found violating an expectation, once; line numbers
+    counted within a piece are made lines of the file by `first_line`."""
+    from lakehouse.quality.quarantine import BAD_COLUMNS, quarantine_rows
+
+    flagged = [row for f in files if f.flagged for row in json.loads(f.flagged)]
+    if not flagged:
+        return 0
+    for row in flagged:
+        if first_line is not None and row[LINE] is not None:
+            row[LINE] += first_line(row["piece"])
+    rows = pa.Table.from_pylist(flagged).select(list(BAD_COLUMNS))
+    return quarantine_rows(run.spark, run, rows.cast(pa.schema([(c, _BAD_TYPES[c]) for c in BAD_COLUMNS])))
+
+
+_BAD_TYPES = {"table_name": pa.string(), "source_file": pa.string(), "source_sha256": pa.string(),
+              LINE: pa.int64(), "record": pa.string(), "reason": pa.string()}  # fmt: skip
 
 
 def _write(table, target: Target, actions: list, metadata: str | None, transactions=()) -> None:

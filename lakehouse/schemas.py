@@ -293,3 +293,15 @@ def declaration(name: str, schemas_dir: Path) -> TableDecl:
             f"table {name} is not declared in {schemas_dir} (expected {name.replace('.', '/')}.yaml)"
         )
     return declarations[name]
+
+
+def with_stored_columns(decl: TableDecl, stored: list[tuple[str, str]]) -> TableDecl:
+    """`decl` with the stored (name, type) columns it does not list, for a table with dynamic columns: its
+    per-column expectations (`columns_matching`) then reach every column the sources have added."""
+    from dataclasses import replace
+
+    if not decl.dynamic_columns:
+        return decl
+    known = set(decl.column_names)
+    extra = [ColumnDecl(n, t, True, "dynamic column") for n, t in stored if n not in known]
+    return replace(decl, columns=(*decl.columns, *extra)) if extra else decl

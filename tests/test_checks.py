@@ -3,6 +3,7 @@ validated from its files' counts without reading them, and the full scan whereve
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -60,6 +61,80 @@ def test_arrow_counts_agree_with_the_spark_predicates(spark):
     assert counts["gene.re"].missing == 1 and counts["an_ac"].missing == 1
     assert counts["kind.set"].sample == ['{"kind": "c"}']
     assert counts["an_ac"].sample == ['{"ac": 5, "an": 4}']
+
+
+SQL_KINDS = [
+    Expectation("rows", {"unexpected_where": "an > 0 AND abs(af - ac / an) > 1e-4"}, "af_matches"),
+    Expectation("rows", {"unexpected_where": "2 * nhomalt > ac AND contig NOT IN ('chrX', 'chrY')"}, "hom"),
+    Expectation("rows", {"unexpected_where": "isnan(af) OR abs(af) = CAST('Infinity' AS DOUBLE)"}, "finite"),
+    Expectation("share_between", {"where": "array_contains(filters, 'PASS')", "min_value": 0.5}, "pass"),
+]
+
+
+def test_sql_expectations_count_the_same_rows_in_duckdb_as_in_spark(spark):
+    """Declared SQL is read by both engines: DuckDB on the rows a task writes, Spark on a version."""
+    table = pa.table(
+        {
+            "contig": ["chr1", "chr1", "chrX", "chr2", "chr3", "chr1"],
+            "ac": pa.array([2, 3, 3, None, 4, 0], pa.int32()),
+            "an": pa.array([10, 10, 4, 10, 0, 8], pa.int32()),
+            "af": [0.2, 0.31, 0.75, 0.1, float("nan"), float("inf")],
+            "nhomalt": pa.array([1, 2, 3, 0, None, 0], pa.int32()),
+            "filters": [["PASS"], ["AC0", "RF"], ["PASS"], None, ["PASS"], []],
+        }
+    )
+    frame = spark.createDataFrame(table)  # from Arrow: NaN stays NaN (pandas would make it null)
+    counts = count(SQL_KINDS, table)
+    for exp in SQL_KINDS[:3]:
+        assert counts[exp.id].unexpected == frame.filter(exp.unexpected_predicate()).count(), exp.id
+    assert [counts[e.id].unexpected for e in SQL_KINDS] == [2, 1, 2, 3]
+    assert counts["af_matches"].sample == [
+        '{"ac": 3, "af": 0.31, "an": 10}',
+        '{"ac": 0, "af": Infinity, "an": 8}',
+    ]
+
+
+def test_values_in_a_reference_table_match_on_the_source_and_bound_a_position(spark):
+    """`values_in_table` with match, table_filter, element and at_most: the Arrow mask selects the rows
+    the Spark SQL selects, and a source the reference says nothing about is not judged."""
+    from lakehouse.quality.checks import reference_mask
+    from lakehouse.quality.validate import unexpected_rows
+
+    reference = pa.table(
+        {
+            "source_sha256": ["a", "a", "a", "a", "b"],
+            "kind": ["contig", "contig", "FILTER", "FILTER", "FILTER"],
+            "id": ["chr1", "chr2", "PASS", "AC0", "PASS"],
+            "length": pa.array([1000, None, None, None, None], pa.int64()),
+        }
+    )
+    rows = pa.table(
+        {
+            "source_sha256": pa.array(["a", "a", "a", "a", "b", "c"]).dictionary_encode(),
+            "contig": ["chr1", "chr1", "chr2", "chr9", "chr1", "chr1"],
+            "pos": pa.array([5, 1001, 10**9, 3, 5, 5], pa.int64()),
+            "filters": [["PASS"], ["AC0", "RF"], None, ["PASS", "PASS"], ["AC0"], ["XX"]],
+        }
+    )
+    contig = Expectation(
+        "values_in_table",
+        {"column": "contig", "table": "ref_ids", "table_column": "id", "match": {"source_sha256": "source_sha256"},
+         "table_filter": {"kind": "contig"}, "at_most": {"column": "pos", "table_column": "length"}},
+        "contig.declared",
+    )  # fmt: skip
+    filters = Expectation(
+        "values_in_table",
+        {"column": "filters", "element": True, "table": "ref_ids", "table_column": "id",
+         "match": {"source_sha256": "source_sha256"}, "table_filter": {"kind": "FILTER"}},
+        "filters.declared",
+    )  # fmt: skip
+    spark.createDataFrame(reference.to_pandas()).createOrReplaceTempView("ref_ids")
+    frame = spark.createDataFrame(rows.combine_chunks().cast(
+        pa.schema([("source_sha256", pa.string()), *list(rows.schema)[1:]])).to_pandas())  # fmt: skip
+    assert np.flatnonzero(reference_mask(contig, rows, reference).to_numpy()).tolist() == [1, 3]
+    assert np.flatnonzero(reference_mask(filters, rows, reference).to_numpy()).tolist() == [1, 4]
+    for exp, expected in ((contig, [1001, 3]), (filters, [1001, 5])):
+        assert sorted(r.pos for r in unexpected_rows(spark, frame, exp).collect()) == sorted(expected)
 
 
 DECL = {

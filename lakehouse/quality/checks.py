@@ -11,10 +11,15 @@ adds with those of the files already live in the version it commits on (`collisi
 log's per-file bounds. Since a delta-rs commit either lands on exactly that version or fails and is tried
 again, every pair of files of a later version has been compared once, by whichever came second.
 
-Only what can be decided this way is: expectations given as SQL (`rows` without an element pattern,
-`share_between`, `values_in_table`), files without counts (written by Spark, compacted by OPTIMIZE) and
-any count above zero send the version to the full evaluation in `validate.py`, which also finds the exact
-violating rows to quarantine.
+Expectations given as SQL (`rows`, the `where` of `share_between`) are counted too: DuckDB evaluates the
+same predicate on the Arrow rows (the declarations keep to SQL both engines read). A `share_between` file
+count holds the rows matching `where`, so a version's share is the sum over its files.
+
+A `values_in_table` check is counted where the landing hands its tasks the reference rows (`references`:
+the rows of its own file that the check matches on); otherwise the validation reads the columns it needs
+(`validate.py`). Files without counts (written by Spark, compacted by OPTIMIZE) send the version to the
+full evaluation in `validate.py`. The landing quarantines the rows its tasks find violating as it writes
+them, with their source line (`landing.TaskFiles.flag`); the scan quarantines only what no task counted.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -43,28 +50,62 @@ def signature(exp: Expectation) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+SHARE = "share_between"
+REFERENCED = "values_in_table"
+
+
 def countable(exp: Expectation) -> bool:
     """Whether `unexpected_mask` evaluates `exp` on Arrow data."""
-    if exp.type == "rows":
-        return "element_regex" in exp.kwargs
     return exp.type in (
         "expect_column_values_to_not_be_null",
         "expect_column_values_to_match_regex",
         "expect_column_values_to_be_in_set",
         "expect_column_values_to_be_between",
         "expect_column_pair_values_a_to_be_greater_than_b",
+        "rows",
+        SHARE,
     )
 
 
-def per_file(expectations: Iterable[Expectation]) -> list[Expectation]:
-    """The expectations a landing counts on each file it writes."""
-    return [e for e in expectations if countable(e)]
+_duckdb = None
+_duckdb_lock = threading.Lock()
 
 
-def unexpected_mask(exp: Expectation, table: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+def sql_mask(table: pa.Table, predicate: str) -> pa.ChunkedArray:
+    """`predicate` (SQL) on each row of `table`, evaluated by DuckDB over the Arrow data; null is false."""
+    global _duckdb
+    import duckdb
+
+    with _duckdb_lock:
+        if _duckdb is None:
+            _duckdb = duckdb.connect(config={"threads": 1})
+        _duckdb.register("_rows", table)
+        try:
+            found = _duckdb.execute(f"SELECT coalesce(({predicate}), false) AS hit FROM _rows").arrow()
+            found = found.read_all() if hasattr(found, "read_all") else found  # read before unregistering
+        finally:
+            _duckdb.unregister("_rows")
+    return found.column("hit")
+
+
+def per_file(
+    expectations: Iterable[Expectation], references: Mapping[str, pa.Table] = {}
+) -> list[Expectation]:
+    """The expectations a landing counts on each file it writes (`values_in_table` where it holds the
+    reference rows)."""
+    return [
+        e for e in expectations if countable(e) or (e.type == REFERENCED and e.kwargs["table"] in references)
+    ]
+
+
+def unexpected_mask(
+    exp: Expectation, table: pa.Table, references: Mapping[str, pa.Table] = {}
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
     """(violating, missing): boolean masks over `table`'s rows, as Spark's predicate in `expectations.py`
     and GX count them (a missing row is one the expectation does not judge)."""
     k = exp.kwargs
+    if exp.type == REFERENCED:
+        return reference_mask(exp, table, references[k["table"]]), None
     if exp.type == "expect_column_values_to_not_be_null":
         return pc.is_null(table.column(k["column"])), None
     if exp.type == "expect_column_pair_values_a_to_be_greater_than_b":
@@ -72,6 +113,10 @@ def unexpected_mask(exp: Expectation, table: pa.Table) -> tuple[pa.ChunkedArray,
         ok = pc.greater_equal(a, b) if k.get("or_equal") else pc.greater(a, b)
         both = pc.and_(pc.is_valid(a), pc.is_valid(b))
         return pc.and_(both, pc.invert(pc.fill_null(ok, True))), pc.and_(pc.is_null(a), pc.is_null(b))
+    if exp.type == SHARE:  # not a violation: the rows that count towards the share
+        return sql_mask(table, k["where"]), None
+    if exp.type == "rows" and "element_regex" not in k:
+        return sql_mask(table, k["unexpected_where"]), None
     if exp.type == "rows":  # an identifier pattern every element of an array column must match
         values = table.column(k["column"])
         flat = pc.list_flatten(values)
@@ -104,10 +149,75 @@ def unexpected_mask(exp: Expectation, table: pa.Table) -> tuple[pa.ChunkedArray,
     return pc.and_(present, pc.invert(pc.fill_null(matched, True))), pc.invert(present)
 
 
-def _sample_columns(exp: Expectation) -> list[str]:
+def reference_mask(exp: Expectation, table: pa.Table, reference: pa.Table) -> pa.ChunkedArray:
+    """The rows of `table` whose value (an element of it, with `element`) is not found in `reference` as
+    `values_in_table` declares it (`expectations.py`): the same rows as its SQL selects."""
+    from lakehouse.landing import plain_type
+
+    k = exp.kwargs
+    match = dict(k.get("match") or {})
+    bound = k.get("at_most")
+    for column, value in (k.get("table_filter") or {}).items():
+        reference = reference.filter(pc.equal(reference.column(column), pa.scalar(value)))
+
+    def plain(column):
+        return column.cast(plain_type(column.type)) if pa.types.is_dictionary(column.type) else column
+
+    rows = np.arange(table.num_rows)
+    values = table.column(k["column"])
+    if k.get("element"):
+        values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        rows = np.asarray(pc.list_parent_indices(values))
+        values = pc.list_flatten(values)
+    left = {"_row": pa.array(rows), "_v": plain(values)}
+    right = {
+        "_v": plain(reference.column(k["table_column"])),
+        "_hit": pa.repeat(pa.scalar(True), reference.num_rows),
+    }
+    for n, (mine, theirs) in enumerate(match.items()):
+        left[f"_m{n}"] = plain(table.column(mine)).take(pa.array(rows))
+        right[f"_m{n}"] = plain(reference.column(theirs)).cast(left[f"_m{n}"].type)
+    if bound:
+        left["_x"] = table.column(bound["column"]).take(pa.array(rows))
+        right["_b"] = reference.column(bound["table_column"])
+    right["_v"] = right["_v"].cast(left["_v"].type)
+    keys = ["_v", *(f"_m{n}" for n in range(len(match)))]
+    found = pa.table(left).filter(pc.is_valid(left["_v"]))
+    reference = (
+        pa.table(right)
+        .group_by(keys, use_threads=False)
+        .aggregate([("_hit", "min")] + ([("_b", "max")] if bound else []))
+    )
+    joined = found.join(reference, keys=keys, join_type="left outer", use_threads=False)
+    bad = pc.is_null(joined.column("_hit_min"))
+    if bound:
+        bad = pc.or_(bad, pc.fill_null(pc.greater(joined.column("_x"), joined.column("_b_max")), False))
+    if match:  # rows whose match values the reference holds nothing for are not judged
+        judged = [f"_m{n}" for n in range(len(match))]
+        held = reference.select(judged).group_by(judged, use_threads=False).aggregate([])
+        held = held.append_column("_known", pa.repeat(pa.scalar(True), held.num_rows))
+        joined = joined.append_column("_bad", bad).join(
+            held, keys=judged, join_type="left outer", use_threads=False
+        )
+        bad = pc.and_(joined.column("_bad"), pc.is_valid(joined.column("_known")))
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[np.asarray(pc.filter(joined.column("_row"), bad))] = True
+    return pa.chunked_array([pa.array(mask)])
+
+
+def sample_columns(exp: Expectation, table: pa.Table) -> list[str]:
+    """The columns that show why a row violates `exp`: those it names, else (SQL) those its SQL names."""
+    k = exp.kwargs
     if exp.type == "expect_column_pair_values_a_to_be_greater_than_b":
-        return [exp.kwargs["column_A"], exp.kwargs["column_B"]]
-    return [exp.kwargs["column"]]
+        return [k["column_A"], k["column_B"]]
+    if "column" in k:
+        bound = k.get("at_most")
+        return [k["column"], bound["column"]] if bound else [k["column"]]
+    if "columns" in k:
+        return list(k["columns"])
+    text = k.get("unexpected_where", "")
+    named = [c for c in table.column_names if re.search(rf"(?<![\w.]){re.escape(c)}(?!\w)", text)]
+    return named or table.column_names[:8]
 
 
 @dataclass
@@ -126,15 +236,20 @@ class Count:
         self.sample.extend(other.sample[: SAMPLE_SIZE - len(self.sample)])
 
 
-def count(expectations: Sequence[Expectation], table: pa.Table) -> dict[str, Count]:
+def count(
+    expectations: Sequence[Expectation], table: pa.Table, references: Mapping[str, pa.Table] = {}
+) -> dict[str, Count]:
     """Every per-file expectation counted on `table` (rows with their partition columns)."""
     counts = {}
     for exp in expectations:
-        bad, missing = unexpected_mask(exp, table)
+        bad, missing = unexpected_mask(exp, table, references)
         unexpected = pc.sum(bad).as_py() or 0
         found = Count(table.num_rows, unexpected, 0 if missing is None else pc.sum(missing).as_py() or 0)
         if unexpected:
-            picked = table.filter(bad).select(_sample_columns(exp)).slice(0, SAMPLE_SIZE).to_pylist()
+            if exp.type == SHARE:
+                counts[exp.id] = found
+                continue
+            picked = table.filter(bad).select(sample_columns(exp, table)).slice(0, SAMPLE_SIZE).to_pylist()
             found.sample = [json.dumps(row, default=str, sort_keys=True) for row in picked]
         counts[exp.id] = found
     return counts

@@ -14,7 +14,27 @@ Declared expectations in `schemas/<layer>/<table>.yaml`::
       - {type: rows, id: survival_non_negative, description: "survival days >= 0 where the event is death",
          unexpected_where: "death_event AND overall_survival_days < 0"}
       - {type: values_in_table, column: sample_barcode, table: silver.tcga_samples, table_column: barcode}
+      - {type: values_in_table, column: filters, element: true, table: meta.vcf_header_ids, table_column: id,
+         match: {source_sha256: source_sha256}, table_filter: {kind: FILTER}}
+      - {type: values_in_table, column: contig, table: meta.vcf_header_ids, table_column: id,
+         match: {source_sha256: source_sha256}, table_filter: {kind: contig},
+         at_most: {column: pos, table_column: length}}
+
+`values_in_table` finds each value (each element, with `element`) among the reference table's
+`table_column` values, in rows that also agree on the `match` columns (checked column: reference column)
+and hold `table_filter`'s values; with `at_most`, the found reference row also bounds another column (a
+position within its contig's length; a null bound holds any). A row whose `match` values the reference
+holds no row for is not judged: a file whose header declares no contigs constrains none. A reference that a landing holds whole for the rows it writes (the
+rows of its own file, `match`ed on the file's checksum) is handed to the landing's tasks, which count the
+check as they write (`quality.checks`); otherwise the validation reads the columns it needs.
       - {type: share_between, id: pass_share, where: "array_contains(filters, 'PASS')", min_value: 0.5, max_value: 1}
+      - {type: expect_column_values_to_be_between, columns_matching: "^af_", min_value: 0, max_value: 1}
+
+`columns_matching` (a regular expression) declares one expectation per column whose name it finds, with
+the column in place of `column` and the column's name before the id (`af_afr_xx.af_groups`): per-group
+fields that a source adds to a table as it meets them (gnomAD's INFO fields) are checked as they appear.
+SQL (`unexpected_where`, `where`) is written so that both Spark and DuckDB read it (`quality.checks`
+counts it on the rows a landing writes).
 """
 
 from __future__ import annotations
@@ -82,10 +102,25 @@ class Expectation:
         if self.type == "rows":
             return f"SELECT * FROM {view} WHERE {self.kwargs['unexpected_where']}"
         if self.type == "values_in_table":
-            column, table, other = self.kwargs["column"], self.kwargs["table"], self.kwargs["table_column"]
+            k = self.kwargs
+            column, table, other = k["column"], k["table"], k["table_column"]
+            same = [f"r.`{theirs}` = b.`{mine}`" for mine, theirs in (k.get("match") or {}).items()]
+            same += [f"r.`{c}` = {_sql_literal(v)}" for c, v in (k.get("table_filter") or {}).items()]
+            known = f" AND EXISTS (SELECT 1 FROM {table} AS r{_where(same)})" if k.get("match") else ""
+            if k.get("element"):
+                found = f"(SELECT collect_set(r.`{other}`) FROM {table} AS r{_where(same)})"
+                return (
+                    f"SELECT * FROM {view} AS b WHERE size(array_except(b.`{column}`, "
+                    f"coalesce({found}, array()))) > 0{known}"
+                )
+            same.insert(0, f"r.`{other}` = b.`{column}`")
+            bound = k.get("at_most")
+            if bound:
+                mine, theirs = bound["column"], bound["table_column"]
+                same.append(f"(r.`{theirs}` IS NULL OR b.`{mine}` <= r.`{theirs}`)")
             return (
                 f"SELECT * FROM {view} AS b WHERE b.`{column}` IS NOT NULL AND NOT EXISTS "
-                f"(SELECT 1 FROM {table} AS r WHERE r.`{other}` = b.`{column}`)"
+                f"(SELECT 1 FROM {table} AS r{_where(same)}){known}"
             )
         return None
 
@@ -138,6 +173,16 @@ class Expectation:
 
     def describe(self) -> str:
         return self.description or f"{self.type}({json.dumps(self.kwargs, sort_keys=True, default=str)})"
+
+
+def _where(conditions: list[str]) -> str:
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def _sql_literal(value) -> str:
+    if isinstance(value, bool | int | float):
+        return str(value).lower() if isinstance(value, bool) else repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _gx_class_name(type_name: str) -> str:
@@ -234,9 +279,29 @@ def declared_expectations(decl: TableDecl) -> list[Expectation]:
                 f"{decl.origin}: expectation {position} has unknown type {kind!r}; "
                 f"known: {sorted(KNOWN_TYPES)}"
             )
+        pattern = raw.pop("columns_matching", None)
         ident = raw.pop("id", None) or _default_id(kind, raw)
         description = raw.pop("description", "")
-        found.append(Expectation(kind, raw, ident, description, origin="declared"))
+        if pattern is None:
+            found.append(Expectation(kind, raw, ident, description, origin="declared"))
+            continue
+        if kind not in _GX_ROW_TYPES or "column" in raw:
+            raise ConfigError(
+                f"{decl.origin}: expectation {position} ({ident}): columns_matching needs a one-column "
+                f"GX row type without `column`, not {kind}"
+            )
+        try:
+            matching = re.compile(pattern)
+        except re.error as bad:
+            raise ConfigError(
+                f"{decl.origin}: expectation {position} ({ident}): {pattern!r}: {bad}"
+            ) from None
+        for column in decl.column_names:
+            if matching.search(column):
+                text = f"{description} ({column})" if description else ""
+                found.append(
+                    Expectation(kind, {"column": column, **raw}, f"{column}.{ident}", text, origin="declared")
+                )
     return found
 
 

@@ -72,6 +72,9 @@ class Validation:
     results: list[ExpectationResult]
     engine: str
     quarantined: int = 0
+    # The expectations every live file carried counts of: the landing that made them quarantined the rows
+    # they found violating (with their lines), so the scan's quarantine leaves those alone.
+    flagged: frozenset = frozenset()
 
     @property
     def success(self) -> bool:
@@ -131,20 +134,27 @@ def _evaluate(
     spark, settings: Settings, table: str, version: int | None, engine: str | None, decl: TableDecl | None
 ) -> Validation:
     """Run `table`@`version`'s suite; nothing is written."""
-    decl = decl or declaration(table, settings.schemas_dir)
+    if decl is None:
+        from lakehouse.catalog import stored_schema
+        from lakehouse.schemas import with_stored_columns
+
+        decl = declaration(table, settings.schemas_dir)
+        if decl.dynamic_columns:
+            stored = [(f.name, f.dataType.simpleString()) for f in stored_schema(spark, table).fields]
+            decl = with_stored_columns(decl, stored)
     version = current_version(spark, table) if version is None else version
     expectations = suite_for(decl)
-    if engine in (None, "auto"):  # an engine asked for by name scans
-        counted = from_counts(spark, settings, decl, version, expectations)
-        if counted is not None:
-            return counted
+    by_counts = engine in (None, "auto")  # an engine asked for by name scans
+    counted, flagged = from_counts(spark, settings, decl, version, expectations, record=by_counts)
+    if counted is not None and by_counts:
+        return counted
     frame = spark.read.option("versionAsOf", version).table(table)
     chosen = engine_for(settings, engine, frame)
     if chosen == "gx":
         results = run_gx(spark, settings, decl, version, frame, expectations)
     else:
         results = run_batched(spark, frame, expectations)
-    return Validation(uuid.uuid4().hex, table, version, f"{table}.suite", results, chosen)
+    return Validation(uuid.uuid4().hex, table, version, f"{table}.suite", results, chosen, flagged=flagged)
 
 
 # Delta's primitive type names, as the Spark type classes `expect_column_values_to_be_of_type` names.
@@ -155,49 +165,136 @@ _DELTA_TYPES = {
 }  # fmt: skip
 
 
-def from_counts(spark, settings: Settings, decl: TableDecl, version: int, expectations: list[Expectation]):
-    """The validation of `decl`'s table at `version` from the counts its files carry (`quality.checks`):
-    the Delta log says which files are live, `quality.file_checks` what each holds. No data is read.
+def from_counts(
+    spark, settings: Settings, decl: TableDecl, version: int, expectations: list[Expectation], record=True
+) -> tuple[Validation | None, frozenset[str]]:
+    """(the validation of `decl`'s table at `version` from the counts its files carry, the ids of the
+    expectations those counts decided). The Delta log says which files are live, `quality.file_checks`
+    what each holds; a `values_in_table` check no landing counted reads the columns it checks. No other
+    data is read.
 
-    None when the counts cannot decide it: an expectation only Spark evaluates, a live file without counts,
-    or any violation (the full evaluation then finds the exact rows, to report and quarantine)."""
-    from lakehouse.quality.checks import CHECKS_TABLE, UNIQUE_TYPES, countable, version_tallies
+    The landing that made the counts quarantined the rows they found violating, with their lines, so a
+    failed validation comes from the counts too, with their samples. The validation is None when the
+    counts cannot decide it: a live file without counts, a stored type that differs, or a violation of a
+    check no task counted (a repeated key): the full evaluation then finds the exact rows."""
+    from lakehouse.quality.checks import (
+        CHECKS_TABLE,
+        REFERENCED,
+        SHARE,
+        UNIQUE_TYPES,
+        countable,
+        version_tallies,
+    )
     from lakehouse.storage import open_table
 
     typed = "expect_column_values_to_be_of_type"
-    if any(not (countable(e) or e.type in UNIQUE_TYPES or e.type == typed) for e in expectations):
-        return None
+    nothing = frozenset()
+    if any(not (countable(e) or e.type in (*UNIQUE_TYPES, typed, REFERENCED)) for e in expectations):
+        return None, nothing
     if not table_exists(spark, CHECKS_TABLE):
-        return None
+        return None, nothing
     table = open_table(spark, decl.name, version)
     ledger = open_table(spark, CHECKS_TABLE)
-    tally = version_tallies(ledger, table, decl.name, [e for e in expectations if e.type != typed])
+    tally = version_tallies(
+        ledger, table, decl.name, [e for e in expectations if e.type not in (typed, REFERENCED)]
+    )
     if tally.undecided:
         log.info("%s v%s: validated by scanning (%s)", decl.name, version, tally.undecided)
-        return None
-    if any(c.unexpected for c in tally.counts.values()):
-        return None
-    stored = {
+        return None, nothing
+    counts = dict(tally.counts)
+    decided = {e.id for e in expectations if e.type not in (typed, REFERENCED, *UNIQUE_TYPES)}
+    for exp in expectations:
+        if exp.type != REFERENCED:
+            continue
+        stored = version_tallies(ledger, table, decl.name, [exp])
+        if stored.undecided:  # no landing counted it: read the columns it checks
+            from lakehouse.quality.checks import Count
+
+            counts[exp.id] = Count(tally.rows, _unreferenced_rows(spark, table, exp))
+        else:
+            counts[exp.id] = stored.counts[exp.id]
+            decided.add(exp.id)
+    failing = {i for i, c in counts.items() if c.unexpected and not _is_share(expectations, i)}
+    if failing - decided:
+        return None, frozenset(decided)
+    stored_types = {
         f.name: _DELTA_TYPES.get(getattr(f.type, "type", None), type(f.type).__name__)
         for f in table.schema().fields
     }
     results = []
     for exp in expectations:
+        found = counts.get(exp.id)
         if exp.type == typed:
-            observed = stored.get(exp.column)
+            observed = stored_types.get(exp.column)
             results.append(
                 ExpectationResult(
                     exp, observed == exp.kwargs["type_"], observed_value=observed, engine="counts"
                 )
             )
-            continue
-        results.append(ExpectationResult(exp, True, tally.rows, 0, 0.0, engine="counts"))
-    validation = Validation(uuid.uuid4().hex, decl.name, version, f"{decl.name}.suite", results, "counts")
-    if not validation.success:  # a stored type differs: the full evaluation says so with all its detail
-        return None
-    if settings.validation_engine != "batched":  # batched: GX is not used at all
+        elif exp.type == SHARE:
+            share = found.unexpected / found.rows if found.rows else 0.0
+            ok = exp.kwargs.get("min_value", 0) <= share <= exp.kwargs.get("max_value", 1)
+            results.append(
+                ExpectationResult(exp, ok, tally.rows, observed_value=f"{share:.6f}", engine="counts")
+            )
+        else:
+            base = found.rows - found.missing
+            results.append(
+                ExpectationResult(
+                    exp, found.unexpected == 0, tally.rows, found.unexpected,
+                    100.0 * found.unexpected / base if base else 0.0,
+                    observed_value=str(found.unexpected) if exp.type in ("rows", REFERENCED) else None,
+                    unexpected_sample=list(found.sample[:SAMPLE_SIZE]), engine="counts",
+                )
+            )  # fmt: skip
+    validation = Validation(
+        uuid.uuid4().hex,
+        decl.name,
+        version,
+        f"{decl.name}.suite",
+        results,
+        "counts",
+        flagged=frozenset(decided),
+    )
+    if any(not r.success for r in results if r.expectation.type == typed):
+        return None, frozenset(decided)  # a stored type differs: the full evaluation says so in detail
+    if record and settings.validation_engine != "batched":  # batched: GX is not used at all
         record_gx(settings, decl, validation)
-    return validation
+    return validation, frozenset(decided)
+
+
+def _is_share(expectations: list[Expectation], ident: str) -> bool:
+    return any(e.id == ident and e.type == "share_between" for e in expectations)
+
+
+def _unreferenced_rows(spark, table, exp: Expectation) -> int:
+    """How many rows of `table` (delta-rs, one version) `values_in_table` finds no reference for, in the
+    current version of the reference table (none there when it does not exist): the columns the check
+    names are read, batch by batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from lakehouse.quality.checks import reference_mask
+    from lakehouse.storage import open_table
+
+    k = exp.kwargs
+    mine = [k["column"], *(k.get("match") or {})] + ([k["at_most"]["column"]] if k.get("at_most") else [])
+    theirs = [k["table_column"], *(k.get("match") or {}).values(), *(k.get("table_filter") or {})]
+    theirs += [k["at_most"]["table_column"]] if k.get("at_most") else []
+    if table_exists(spark, k["table"]):
+        reference = (
+            open_table(spark, k["table"]).to_pyarrow_dataset().to_table(columns=list(dict.fromkeys(theirs)))
+        )
+    else:
+        reference = None
+    missing = 0
+    for batch in table.to_pyarrow_dataset().to_batches(columns=list(dict.fromkeys(mine))):
+        rows = pa.Table.from_batches([batch])
+        if reference is None:
+            missing += rows.num_rows - rows.column(k["column"]).null_count
+        else:
+            missing += pc.sum(reference_mask(exp, rows, reference)).as_py() or 0
+    return missing
 
 
 def unexpected_rows(spark, frame: DataFrame, expectation: Expectation) -> DataFrame | None:
@@ -556,15 +653,16 @@ def _quarantine_violations(spark, validation: Validation, run: IngestRun) -> Non
 
     frame = spark.read.option("versionAsOf", validation.version).table(validation.table)
     for result in validation.failed:
-        if not result.expectation.row_level:
+        if not result.expectation.row_level or result.expectation.id in validation.flagged:
             continue
         offending = unexpected_rows(spark, frame, result.expectation)
         has_source = "source_file" in frame.columns
+        has_line = "line_number" in frame.columns
         bad = offending.select(
             F.lit(validation.table).alias("table_name"),
             (F.col("source_file") if has_source else F.lit(None).cast("string")).alias("source_file"),
             (F.col("source_sha256") if has_source else F.lit(None).cast("string")).alias("source_sha256"),
-            F.lit(None).cast("bigint").alias("line_number"),
+            (F.col("line_number") if has_line else F.lit(None).cast("bigint")).alias("line_number"),
             F.to_json(F.struct(*[F.col(c) for c in frame.columns])).alias("record"),
             F.lit(
                 f"validation {validation.validation_id} of {validation.table} v{validation.version}: "
@@ -599,18 +697,73 @@ def latest_validation(spark, table: str, version: int):
     return newest["validation_id"], newest["validation_success"]
 
 
+def _failed_rows(spark, validation_id: str) -> list[dict]:
+    import pyarrow.dataset as pads
+
+    from lakehouse.landing import read_table
+
+    found = read_table(
+        spark, RESULTS_TABLE,
+        ["table_name", "table_version", "expectation_id", "unexpected_count", "observed_value", "unexpected_sample"],
+        (pads.field("validation_id") == validation_id) & ~pads.field("success"),
+    )  # fmt: skip
+    return sorted(found.to_pylist(), key=lambda r: r["expectation_id"])
+
+
 def failed_expectations(spark, validation_id: str) -> list[str]:
-    rows = (
-        spark.table(RESULTS_TABLE)
-        .filter((F.col("validation_id") == validation_id) & ~F.col("success"))
-        .select("expectation_id", "unexpected_count", "observed_value")
-        .orderBy("expectation_id")
-        .collect()
-    )
+    """`id (how many unexpected)` of each failed expectation of a stored validation."""
     return [
-        f"{r.expectation_id} ({r.unexpected_count if r.unexpected_count is not None else r.observed_value})"
-        for r in rows
+        f"{r['expectation_id']} ({r['unexpected_count'] if r['unexpected_count'] is not None else r['observed_value']})"
+        for r in _failed_rows(spark, validation_id)
     ]
+
+
+EVIDENCE = 5
+
+
+def evidence(spark, validation_id: str) -> list[str]:
+    """Each failed expectation of a stored validation with its evidence: how many rows it found and up to
+    EVIDENCE of them, as the quarantine holds them (file:line and the record), else as sampled."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    from lakehouse.landing import read_table
+    from lakehouse.quality.quarantine import QUARANTINE_TABLE
+
+    failed = _failed_rows(spark, validation_id)
+    if not failed:
+        return []
+    held = None
+    if table_exists(spark, QUARANTINE_TABLE):
+        held = read_table(
+            spark, QUARANTINE_TABLE, ["source_file", "line_number", "record", "reason", "quarantined_at"],
+            pads.field("table_name") == failed[0]["table_name"],
+        )  # fmt: skip
+    said = []
+    for r in failed:
+        count = r["unexpected_count"] if r["unexpected_count"] is not None else r["observed_value"]
+        shown = []
+        if held is not None and held.num_rows:
+            mine = held.filter(
+                pc.match_substring(held.column("reason"), f"expectation {r['expectation_id']} failed")
+            )
+            mine = mine.sort_by([("quarantined_at", "descending"), ("line_number", "ascending")])
+            for q in mine.slice(0, EVIDENCE).to_pylist():
+                place = os.path.basename(q["source_file"] or "?") + (
+                    f":{q['line_number']}" if q["line_number"] else ""
+                )
+                shown.append(f"{place} {_short(q['record'])}")
+        if not shown:
+            shown = [_short(v) for v in (r["unexpected_sample"] or [])[:EVIDENCE]]
+        said.append(
+            f"{r['expectation_id']} ({count} unexpected" + (": " + "; ".join(shown) if shown else "") + ")"
+        )
+    return said
+
+
+def _short(text: str | None, limit: int = 160) -> str:
+    text = text or ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def validation_of(
@@ -645,7 +798,7 @@ def require_passed(
     if not success:
         raise ValidationFailed(
             f"{table} version {version} failed validation {validation_id}; not promoted. Failed expectations: "
-            + ", ".join(failed_expectations(spark, validation_id))
+            + ", ".join(evidence(spark, validation_id))
         )
     return validation_id
 

@@ -128,7 +128,9 @@ def test_gnomad_landing_speed(tmp_path):
     figures: dict = {"records": RECORDS, "file_bytes": path.stat().st_size}
     # A fresh home pays for creating its tables (about ten, seconds each in Spark's catalog) inside the
     # landing; a home that already holds the release (its exomes, landed by another process) does not.
-    warm = write_gnomad_vcf(tmp_path / "warm.v4.1.exomes.vcf.bgz", records=2000, seed=5, level=6)  # other keys
+    warm = write_gnomad_vcf(
+        tmp_path / "warm.v4.1.exomes.vcf.bgz", records=2000, seed=5, level=6
+    )  # other keys
     masters = (("local[1]", 1), ("local[2]", 2))
     for (master, cores), held in [(m, h) for h in (False, True) for m in masters]:
         home = tmp_path / f"home-{cores}-{'held' if held else 'fresh'}"

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lakehouse.landing import LINE
 from lakehouse.sources.gnomad.header import CORE_INFO, VcfHeader
 
 KEY = ("release", "dataset", "genome_build", "contig", "pos", "ref", "alt")
@@ -100,6 +101,8 @@ def frequencies_table(variants: pa.Table, groups: dict[Group, dict[str, str]]) -
         out[m] = pa.chunked_array(metrics[m], kind)
     for name in PROVENANCE:  # dictionary-encoded in silver (`Provenance.columns`): a take copies indices
         out[name] = variants.column(name).take(index)
+    if LINE in variants.column_names:  # each row's source line, for the evidence of a failed check
+        out[LINE] = variants.column(LINE).take(index)
     return pa.table(out)
 
 

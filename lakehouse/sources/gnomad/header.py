@@ -93,6 +93,7 @@ class VcfHeader:
     contigs: dict[str, int] = field(default_factory=dict)
     file_format: str = ""
     columns: tuple[str, ...] = FIXED_COLUMNS
+    filters: dict[str, str] = field(default_factory=dict)  # FILTER ID -> Description
 
     @property
     def by_id(self) -> dict[str, InfoField]:
@@ -149,6 +150,7 @@ def parse_header(text: str, path: str = "VCF") -> VcfHeader:
         raise DataError(f"{path}: line 1 is not `##fileformat=VCFv4.x`: not a VCF file")
     raw_fields = []
     contigs: dict[str, int] = {}
+    filters: dict[str, str] = {}
     columns: tuple[str, ...] = ()
     for number, line in enumerate(lines, start=1):
         if line.startswith("##INFO=<"):
@@ -161,6 +163,10 @@ def parse_header(text: str, path: str = "VCF") -> VcfHeader:
             values = _meta_values(line[len("##contig=<") : line.rindex(">")])
             if "ID" in values:
                 contigs[values["ID"]] = int(values["length"]) if values.get("length", "").isdigit() else 0
+        elif line.startswith("##FILTER=<"):
+            values = _meta_values(line[len("##FILTER=<") : line.rindex(">") if ">" in line else len(line)])
+            if "ID" in values:
+                filters[values["ID"]] = values.get("Description", "")
         elif line.startswith("#CHROM"):
             columns = tuple(line.split("\t"))
     if not columns or columns[:8] != FIXED_COLUMNS:
@@ -180,7 +186,7 @@ def parse_header(text: str, path: str = "VCF") -> VcfHeader:
         )
         for v, name in zip(raw_fields, names)
     )
-    return VcfHeader(text, fields, contigs, lines[0].partition("=")[2], columns)
+    return VcfHeader(text, fields, contigs, lines[0].partition("=")[2], columns, filters)
 
 
 def _free_name(name: str) -> str:

@@ -22,6 +22,7 @@ import pyarrow.dataset as pads
 from lakehouse.catalog import ensure_table, stored_schema
 from lakehouse.errors import DataError, SchemaDriftError
 from lakehouse.landing import (
+    LINE,
     Provenance,
     Report,
     Rows,
@@ -47,6 +48,7 @@ VARIANTS = "silver.gnomad_variants"
 FREQUENCIES = "gold.gnomad_population_frequencies"
 FIELDS = "meta.vcf_fields"
 HEADERS = "meta.vcf_headers"
+HEADER_IDS = "meta.vcf_header_ids"
 LINES_PER_BATCH = 4096
 MAX_BAD_PER_RANGE = 10_000
 GRCH38_NAMES = {
@@ -220,8 +222,8 @@ def range_rows(path: str, compression: str, header: VcfHeader, shape: FileShape,
         records += parsed.records
         bad.extend(parsed.bad[: MAX_BAD_PER_RANGE - len(bad)])
         position = cut
-        if parsed.batch.num_rows:
-            variants = shape_variants(parsed.batch, shape)
+        if parsed.batch.num_rows:  # lines within the range, made the file's by `commit`'s first_line
+            variants = shape_variants(parsed.batch, shape).append_column(LINE, pa.array(parsed.row_lines))
             yield Rows(VARIANTS, variants, where)
             yield Rows(FREQUENCIES, frequencies_table(variants, groups), where)
     yield Report({"index": index, "lines": lines, "records": records, "bad": bad})
@@ -312,8 +314,10 @@ def land_file(
         ranges = bgzf.plan_ranges(source.path, compression, range_bytes)  # refuses truncated BGZF
         schemas_dir = settings.schemas_dir
         decl = variants_declaration(spark, declaration(VARIANTS, schemas_dir), header)
+        declared = Target.of(spark, declaration(HEADER_IDS, schemas_dir))
+        declared_rows = _header_id_rows(declared, header, source, release, build)
         variants, frequencies = (
-            Target.of(spark, decl, schemas_dir),
+            Target.of(spark, decl, schemas_dir, references={HEADER_IDS: declared_rows}),
             Target.of(spark, declaration(FREQUENCIES, schemas_dir), schemas_dir),
         )
         shape = FileShape(
@@ -333,11 +337,17 @@ def land_file(
         reported = {r["index"]: (r["lines"], r["records"], r["bad"]) for r in written.reports}
         run.rows_read = sum(records for _, records, _ in reported.values())
         evolve(spark, decl)
-        idempotent = {"replace": [source.path], "again": force, "source": source}
+        offsets = _line_offsets(reported)
+        # What the rows were checked against, where the gate (and any later validation) reads it.
+        land_rows(declared, declared_rows, run, source=source, replace=[source.path])
+        idempotent = {
+            "replace": [source.path], "again": force, "source": source,
+            "first_line": lambda piece: offsets[piece[0]],
+        }  # fmt: skip
         commit(
             variants, written.files.get(VARIANTS, []), run, app_id=f"{VARIANTS}:{source.sha256}", **idempotent
         )
-        _quarantine(spark, run, source, reported)  # after the rows it stands beside, as before
+        _quarantine(spark, run, source, reported, offsets)  # after the rows it stands beside, as before
         gate_versions(spark, settings, run, [VARIANTS])  # gold only from a validated silver version
         commit(
             frequencies,
@@ -391,11 +401,16 @@ def _stored_layouts(decl: TableDecl, header: VcfHeader) -> dict:
     return layouts
 
 
-def _quarantine(spark, run: IngestRun, source: InputFile, reported: dict) -> None:
+def _line_offsets(reported: dict) -> dict[int, int]:
+    """Range index -> the number of lines of the file before that range."""
     offsets, total = {}, 0
     for index in sorted(reported):
         offsets[index] = total
         total += reported[index][0]
+    return offsets
+
+
+def _quarantine(spark, run: IngestRun, source: InputFile, reported: dict, offsets: dict[int, int]) -> None:
     bad = [
         {"table_name": VARIANTS, "source_file": source.path, "source_sha256": source.sha256,
          "line_number": offsets[index] + local, "record": record, "reason": reason}
@@ -404,6 +419,35 @@ def _quarantine(spark, run: IngestRun, source: InputFile, reported: dict) -> Non
     ]  # fmt: skip
     if bad:
         quarantine_rows(spark, run, pa.Table.from_pylist(bad))
+
+
+def _header_id_rows(target: Target, header: VcfHeader, source: InputFile, release, build) -> pa.Table:
+    """The contigs and FILTER codes `header` declares (`meta.vcf_header_ids`), contigs named as silver
+    names them."""
+    names = GRCH38_NAMES if build == "GRCh38" else {}
+    common = {
+        "source_file": source.path,
+        "source_sha256": source.sha256,
+        "release": release,
+        "genome_build": build,
+    }
+    rows = [
+        {
+            **common,
+            "kind": "contig",
+            "id": names.get(name, name),
+            "length": length or None,
+            "description": None,
+        }
+        for name, length in header.contigs.items()
+    ]
+    filters = {"PASS": "Passed all filters", **header.filters}
+    rows += [
+        {**common, "kind": "FILTER", "id": code, "length": None, "description": text}
+        for code, text in filters.items()
+    ]
+    unique = {(r["kind"], r["id"]): r for r in rows}  # a header naming a contig twice (1 and chr1)
+    return pa.Table.from_pylist(list(unique.values()), target.schema)
 
 
 def _field_rows(fields: Target, header: VcfHeader, source: InputFile, release, dataset, build) -> pa.Table:

@@ -59,6 +59,7 @@ class ParsedLines:
     lines: int  # every line seen, `#` lines included (for line numbers)
     records: int  # data lines
     bad: list[tuple[int, str, str]] = field(default_factory=list)  # (line number, raw line, reason)
+    row_lines: np.ndarray | None = None  # each output row's line number
 
 
 class _Reasons:
@@ -394,7 +395,8 @@ def _parse(
     if bad_rows.any():
         batch = batch.filter(pa.array(~bad_rows[parent]))
     bad = [(int(numbers[r]), lines.line(int(r)), reasons.reasons[r]) for r in np.flatnonzero(bad_rows)]
-    return ParsedLines(batch, 0, n, bad)
+    row_lines = numbers[parent]
+    return ParsedLines(batch, 0, n, bad, row_lines[~bad_rows[parent]] if bad_rows.any() else row_lines)
 
 
 class _Tokens:
