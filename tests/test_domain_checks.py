@@ -20,7 +20,8 @@ V4_EXOMES = "gnomad/annonars_gnomad_v4.0_exomes_GRCh38.vcf.bgz"
 def _corrupt_vcf(shared: Path, tmp_path: Path, name: str, record: int, change) -> tuple[Path, int]:
     """The v4.0 exomes file as plain text with data record `record` (0-based) passed through `change`
     (its tab-separated fields, changed in place); returns the file and that record's line number."""
-    lines = gzip.open(shared / V4_EXOMES, "rt").read().splitlines()
+    with gzip.open(shared / V4_EXOMES, "rt") as text:
+        lines = text.read().splitlines()
     first = next(n for n, line in enumerate(lines) if not line.startswith("#"))
     fields = lines[first + record].split("\t")
     change(fields)
