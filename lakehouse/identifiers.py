@@ -26,6 +26,10 @@ PATTERNS: dict[str, str | None] = {
     "geo.accession": r"G(?:SM|SE|PL|DS)\d+",
     "tcga.barcode": r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}(?:-\d{2}[A-Z]?(?:-\d{2}[A-Z]?(?:-[A-Z0-9]{4}-\d{2})?)?)?",
     "tcga.participant": r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}",
+    # A barcode valid for its length: a sample is the participant, its type and (16 characters) its vial;
+    # an aliquot (28) adds portion, analyte, plate and centre.
+    "tcga.sample": r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}-\d{2}[A-Z]?",
+    "tcga.aliquot": r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}-\d{2}[A-Z]-\d{2}[A-Z]-[A-Z0-9]{4}-\d{2}",
     "gdc.uuid": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
     "dbsnp.rsid": r"rs\d+",
     "pubmed": r"\d+",

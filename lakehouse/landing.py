@@ -394,7 +394,7 @@ class TaskFiles:
             records = hits.select(shown).to_pylist()
             column = {c: hits.column(c).to_pylist() if c in hits.column_names else [None] * hits.num_rows
                       for c in ("source_file", "source_sha256", LINE)}  # fmt: skip
-            reason = f"expectation {exp.id} failed: {exp.describe()}"
+            reason = exp.violation()
             self.flagged.setdefault(slot, []).extend(
                 {"table_name": target.name, "source_file": column["source_file"][i],
                  "source_sha256": column["source_sha256"][i], LINE: column[LINE][i],

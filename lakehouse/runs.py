@@ -90,7 +90,8 @@ class IngestRun:
     status: str = "running"
     error: str | None = None
     validate: bool = True
-    validations: list = field(default_factory=list)
+    validations: list = field(default_factory=list)  # the versions validated as the run closed
+    failed: list[str] = field(default_factory=list)  # every failed validation the run stored, with evidence
     declarations: dict = field(default_factory=dict)  # table -> TableDecl used for its writes
     commit_seconds: dict[str, float] = field(default_factory=dict)  # table -> seconds from start to commit
     table_rows: dict[str, int] = field(default_factory=dict)  # table -> rows this run committed to it
@@ -224,6 +225,7 @@ class IngestResult:
     commit_seconds: Mapping[str, float] = field(default_factory=dict)  # table -> seconds from start to commit
     skipped: bool = False  # already landed (same checksum): nothing was written
     counts: Mapping[str, int | str] = field(default_factory=dict)
+    failed: tuple[str, ...] = ()  # the table versions that failed validation, each with its evidence
 
     @classmethod
     def of(cls, run: IngestRun, source: str, counts: Mapping[str, int | str], skipped: bool = False) -> Self:
@@ -237,6 +239,7 @@ class IngestResult:
             dict(run.commit_seconds),
             skipped,
             dict(counts),
+            tuple(run.failed),
         )
 
     @property
@@ -256,6 +259,7 @@ class IngestResult:
         for table, version in sorted(self.versions.items()):
             written = f" ({_rows(self.rows[table])} written)" if table in self.rows else ""
             lines.append(f"  {table} → version {version}{written}")
+        lines += [f"  FAILED {line}" for line in self.failed]
         return "\n".join(lines)
 
 

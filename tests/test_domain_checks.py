@@ -98,3 +98,91 @@ def test_a_corrupted_gnomad_value_fails_its_check_and_is_quarantined_with_its_li
     # Gold was not built from the failed version; nor was the file marked landed (a rerun tries again).
     assert _rows(spark, "gold.gnomad_population_frequencies", str(path)) == []
     assert _rows(spark, "meta.vcf_headers", str(path), ["source_file"]) == []
+
+
+LAML_MAF = "tcga/maftools_tcga_laml.maf.gz"
+STAR = "tcga/gdc_rnaseq_tool_test_set_1.augmented_star_gene_counts.tsv.gz"
+
+
+def _corrupt_table(source: Path, path: Path, column: str, change, rows=None) -> int:
+    """`source` (tab-separated, `#` lines first) written to `path` with `column` of each data row (all, or
+    those numbered in `rows`, 0-based) passed through `change`; returns the first changed row's line."""
+    opener = gzip.open if source.suffix == ".gz" else open
+    with opener(source, "rt") as text:
+        lines = text.read().splitlines()
+    header = next(n for n, line in enumerate(lines) if not line.startswith("#"))
+    names = lines[header].split("\t")
+    at = names.index(column)
+    changed = []
+    for n in range(header + 1, len(lines)):
+        if rows is None or n - header - 1 in rows:
+            fields = lines[n].split("\t")
+            if len(fields) > at and fields[at]:
+                fields[at] = change(fields, names)
+                lines[n] = "\t".join(fields)
+                changed.append(n + 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return changed[0]
+
+
+def test_a_maf_row_starting_after_its_end_fails_and_is_quarantined_with_its_line(
+    spark, settings, shared_data, tmp_path
+):
+    from lakehouse.quality.validate import require_passed
+    from lakehouse.sources.tcga import ingest_tcga
+
+    path = tmp_path / "laml_start_after_end.maf"
+    line = _corrupt_table(
+        shared_data / LAML_MAF, path, "End_position",
+        lambda fields, names: str(int(fields[names.index("Start_Position")]) - 5), rows={10},
+    )  # fmt: skip
+    result = ingest_tcga(spark, settings, [path])
+    # The landing says which version failed and why; the good rows landed beside the bad one.
+    [failed] = result.failed
+    version = result.versions["silver.tcga_mutations"]
+    assert failed.startswith(f"silver.tcga_mutations v{version}: validation ")
+    assert f": start.at_most_end (1 unexpected: {path.name}:{line} " in failed
+    assert f"FAILED {failed}" in result.summary()
+    assert len(_rows(spark, "silver.tcga_mutations", str(path), ["line_number"])) == 2207
+    # That version may not be used.
+    with pytest.raises(ValidationFailed, match=rf"start.at_most_end \(1 unexpected: {path.name}:{line} "):
+        require_passed(spark, settings, "silver.tcga_mutations", version)
+    held = read_table(
+        spark, "quality.quarantine", ["line_number", "reason"], pads.field("source_file") == str(path)
+    ).to_pylist()
+    assert [(q["line_number"], q["reason"].split(":")[0]) for q in held] == [
+        (line, "expectation start.at_most_end failed")
+    ]
+
+
+def test_a_tpm_column_summing_to_ten_fails_the_gate_and_gold_is_not_built(
+    spark, settings, shared_data, tmp_path
+):
+    from test_tcga import _sample_sheet
+
+    from lakehouse.sources.tcga import ingest_tcga
+
+    star = tmp_path / "tpm_ten.augmented_star_gene_counts.tsv"
+    _corrupt_table(
+        shared_data / STAR, star, "tpm_unstranded", lambda fields, names: repr(float(fields[6]) * 1e-5)
+    )
+    sheet = _sample_sheet(
+        tmp_path / "gdc_sample_sheet.tsv",
+        [("f0000000-0000-0000-0000-0000000000aa", star.name, "Transcriptome Profiling",
+          "Gene Expression Quantification", "TCGA-BRCA", "TCGA-A1-A0SK", "TCGA-A1-A0SK-01A", "Primary Tumor")],
+    )  # fmt: skip
+    with pytest.raises(ValidationFailed) as failed:
+        ingest_tcga(spark, settings, [star, sheet])
+    message = str(failed.value)
+    assert "silver.tcga_expression version" in message and "tpm.per_million (1 unexpected: " in message
+    assert f"{star.name} " in message  # the group's file, with the sum
+    expression = _rows(spark, "silver.tcga_expression", str(star), ["tpm_unstranded"])
+    assert len(expression) == 96 and sum(r["tpm_unstranded"] for r in expression) == pytest.approx(10.0)
+    held = read_table(
+        spark, "quality.quarantine", ["record", "reason"], pads.field("source_file") == str(star)
+    )
+    [group] = [q for q in held.to_pylist() if q["reason"].startswith("expectation tpm.per_million failed")]
+    assert json.loads(group["record"])["file_name"] == star.name
+    assert json.loads(group["record"])["sum(tpm_unstranded)"] == pytest.approx(10.0)
+    assert _rows(spark, "gold.tcga_gene_expression", str(star), ["source_file"]) == []

@@ -52,6 +52,7 @@ def signature(exp: Expectation) -> str:
 
 SHARE = "share_between"
 REFERENCED = "values_in_table"
+GROUPED = "group_sum_between"  # counted as partial sums per group, summed over a version's files
 
 
 def countable(exp: Expectation) -> bool:
@@ -92,9 +93,11 @@ def per_file(
     expectations: Iterable[Expectation], references: Mapping[str, pa.Table] = {}
 ) -> list[Expectation]:
     """The expectations a landing counts on each file it writes (`values_in_table` where it holds the
-    reference rows)."""
+    reference rows; a group's sum as the file's part of it)."""
     return [
-        e for e in expectations if countable(e) or (e.type == REFERENCED and e.kwargs["table"] in references)
+        e
+        for e in expectations
+        if countable(e) or e.type == GROUPED or (e.type == REFERENCED and e.kwargs["table"] in references)
     ]
 
 
@@ -228,12 +231,66 @@ class Count:
     unexpected: int = 0
     missing: int = 0
     sample: list[str] = field(default_factory=list)
+    # group_sum_between: group key (JSON) -> [sum, values summed, a source file of the group]
+    groups: dict[str, list] = field(default_factory=dict)
 
     def add(self, other: Count) -> None:
         self.rows += other.rows
         self.unexpected += other.unexpected
         self.missing += other.missing
         self.sample.extend(other.sample[: SAMPLE_SIZE - len(self.sample)])
+        for key, (total, n, source) in other.groups.items():
+            mine = self.groups.setdefault(key, [0.0, 0, source])
+            mine[0] += total
+            mine[1] += n
+
+    def stored_sample(self) -> list[str] | None:
+        """The ledger's `unexpected_sample`: the sample, or a group check's partial sums."""
+        if self.groups:
+            return [json.dumps([key, *value]) for key, value in self.groups.items()]
+        return self.sample or None
+
+    @classmethod
+    def stored(cls, rows: int, unexpected: int, missing: int, sample, grouped: bool) -> Count:
+        if grouped:
+            return cls(
+                rows, unexpected, missing, [], {k: [t, n, f] for k, t, n, f in map(json.loads, sample or [])}
+            )
+        return cls(rows, unexpected, missing, list(sample or []))
+
+
+def group_sums(exp: Expectation, table: pa.Table) -> dict[str, list]:
+    """`group_sum_between`'s part in `table`: per group key (JSON), [sum, non-null values, a source file]."""
+    k = exp.kwargs
+    keys = list(k["group_by"])
+    picked = table.select(
+        [*keys, k["column"]] + (["source_file"] if "source_file" in table.column_names else [])
+    )
+    picked = pa.table({c: _plain(picked.column(c)) for c in picked.column_names})
+    aggregates = [(k["column"], "sum"), (k["column"], "count")]
+    if "source_file" in picked.column_names:
+        aggregates.append(("source_file", "min"))
+    found = picked.group_by(keys, use_threads=False).aggregate(aggregates)
+    out = {}
+    for row in found.to_pylist():
+        if row[f"{k['column']}_count"]:
+            key = json.dumps([row[c] for c in keys], default=str)
+            out[key] = [row[f"{k['column']}_sum"], row[f"{k['column']}_count"], row.get("source_file_min")]
+    return out
+
+
+def _plain(column):
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def bad_groups(exp: Expectation, groups: dict[str, list]) -> list[dict]:
+    """The groups whose summed values lie outside `exp`'s bounds: {key, sum, values, source_file}."""
+    low, high = exp.kwargs.get("min_value"), exp.kwargs.get("max_value")
+    return [
+        {"key": json.loads(key), "sum": total, "values": n, "source_file": source}
+        for key, (total, n, source) in sorted(groups.items())
+        if n and ((low is not None and total < low) or (high is not None and total > high))
+    ]
 
 
 def count(
@@ -242,6 +299,9 @@ def count(
     """Every per-file expectation counted on `table` (rows with their partition columns)."""
     counts = {}
     for exp in expectations:
+        if exp.type == GROUPED:
+            counts[exp.id] = Count(table.num_rows, groups=group_sums(exp, table))
+            continue
         bad, missing = unexpected_mask(exp, table, references)
         unexpected = pc.sum(bad).as_py() or 0
         found = Count(table.num_rows, unexpected, 0 if missing is None else pc.sum(missing).as_py() or 0)
@@ -266,13 +326,15 @@ class FileTally:
             self.counts.setdefault(ident, Count()).add(found)
 
     def to_json(self) -> str:
-        return json.dumps({i: [c.rows, c.unexpected, c.missing, c.sample] for i, c in self.counts.items()})
+        return json.dumps(
+            {i: [c.rows, c.unexpected, c.missing, c.sample, c.groups] for i, c in self.counts.items()}
+        )
 
 
 def parse_counts(text: str | None) -> dict[str, Count]:
     if not text:
         return {}
-    return {i: Count(r, u, m, list(s)) for i, (r, u, m, s) in json.loads(text).items()}
+    return {i: Count(r, u, m, list(s), dict(g)) for i, (r, u, m, s, g) in json.loads(text).items()}
 
 
 # ---------------------------------------------------------------------------------------------- keys
@@ -387,7 +449,7 @@ def ledger_rows(target, files: Sequence, clashes: int | None, version: int, run_
                     "table_name": target.name, "path": data_file.path, "expectation_id": ident,
                     "signature": signatures[ident], "checked_version": version,
                     "element_count": found.rows, "unexpected_count": found.unexpected,
-                    "missing_count": found.missing, "unexpected_sample": found.sample or None,
+                    "missing_count": found.missing, "unexpected_sample": found.stored_sample(),
                     "ingest_run_id": run_id, "checked_at": now,
                 }
             )  # fmt: skip
@@ -418,6 +480,7 @@ def version_tallies(ledger, table, name: str, expectations: Sequence[Expectation
         )
     live = pa.table(table.get_add_actions(flatten=True)).select(["path", "num_records"])
     wanted = {e.id: signature(e) for e in expectations}
+    grouped = {e.id for e in expectations if e.type == GROUPED}
     if not wanted:
         return VersionTally(total, {})
     if ledger is None:
@@ -446,7 +509,7 @@ def version_tallies(ledger, table, name: str, expectations: Sequence[Expectation
             if row is None:
                 return VersionTally(total, {}, f"{path} has no stored count of {ident}")
             counts[ident].add(
-                Count(row["element_count"], row["unexpected_count"], row["missing_count"],
-                      list(row["unexpected_sample"] or []))
+                Count.stored(row["element_count"], row["unexpected_count"], row["missing_count"],
+                             row["unexpected_sample"], ident in grouped)
             )  # fmt: skip
     return VersionTally(total, counts)

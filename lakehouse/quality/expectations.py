@@ -19,12 +19,16 @@ Declared expectations in `schemas/<layer>/<table>.yaml`::
       - {type: values_in_table, column: contig, table: meta.vcf_header_ids, table_column: id,
          match: {source_sha256: source_sha256}, table_filter: {kind: contig},
          at_most: {column: pos, table_column: length}}
+      - {type: group_sum_between, column: tpm_unstranded, group_by: [file_name], min_value: 999000, max_value: 1001000}
 
 `values_in_table` finds each value (each element, with `element`) among the reference table's
 `table_column` values, in rows that also agree on the `match` columns (checked column: reference column)
 and hold `table_filter`'s values; with `at_most`, the found reference row also bounds another column (a
 position within its contig's length; a null bound holds any). A row whose `match` values the reference
-holds no row for is not judged: a file whose header declares no contigs constrains none. A reference that a landing holds whole for the rows it writes (the
+holds no row for is not judged: a file whose header declares no contigs constrains none.
+
+`group_sum_between` bounds the sum of a column over each group of rows (each file's TPM sums to 10⁶);
+its unexpected rows are the groups outside the bounds, each quarantined as one record. A reference that a landing holds whole for the rows it writes (the
 rows of its own file, `match`ed on the file's checksum) is handed to the landing's tasks, which count the
 check as they write (`quality.checks`); otherwise the validation reads the columns it needs.
       - {type: share_between, id: pass_share, where: "array_contains(filters, 'PASS')", min_value: 0.5, max_value: 1}
@@ -72,7 +76,7 @@ _GX_ROW_TYPES = {
     "expect_column_pair_values_a_to_be_greater_than_b",
 }
 _UNIQUE_TYPES = {"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"}
-_LAKEHOUSE_TYPES = {"rows", "values_in_table", "share_between"}
+_LAKEHOUSE_TYPES = {"rows", "values_in_table", "share_between", "group_sum_between"}
 KNOWN_TYPES = _GX_ROW_TYPES | _UNIQUE_TYPES | _LAKEHOUSE_TYPES | {"expect_column_values_to_be_of_type"}
 
 
@@ -96,6 +100,22 @@ class Expectation:
         if self.type == "expect_compound_columns_to_be_unique":
             return list(self.kwargs["column_list"])
         return [self.kwargs["column"]]
+
+    def bad_groups_sql(self, view: str) -> str:
+        """`group_sum_between`: SQL (on `view`) giving each group whose summed values lie outside the
+        bounds (groups without a value are not judged), with its sum, count and a source file."""
+        k = self.kwargs
+        keys = ", ".join(f"`{c}`" for c in k["group_by"])
+        outside = []
+        if k.get("min_value") is not None:
+            outside.append(f"sum(`{k['column']}`) < {k['min_value']!r}")
+        if k.get("max_value") is not None:
+            outside.append(f"sum(`{k['column']}`) > {k['max_value']!r}")
+        return (
+            f"SELECT {keys}, sum(`{k['column']}`) AS total, count(`{k['column']}`) AS n, min(source_file) AS "
+            f"source_file FROM {view} GROUP BY {keys} HAVING count(`{k['column']}`) > 0 AND "
+            f"({' OR '.join(outside) or 'false'})"
+        )
 
     def unexpected_where(self, view: str) -> str | None:
         """SQL (on `view`) selecting the violating rows, for checks that need more than a predicate."""
@@ -161,9 +181,10 @@ class Expectation:
                 description=self.description or self.id,
                 meta={"lakehouse_id": self.id},
             )
-        if self.type == "values_in_table":
+        if self.type in ("values_in_table", "group_sum_between"):
+            query = self.bad_groups_sql("{batch}") if self.type == "group_sum_between" else None
             return gxe.UnexpectedRowsExpectation(
-                unexpected_rows_query=self.unexpected_where("{batch}"),
+                unexpected_rows_query=query or self.unexpected_where("{batch}"),
                 description=self.description or self.id,
                 meta={"lakehouse_id": self.id},
             )
@@ -173,6 +194,11 @@ class Expectation:
 
     def describe(self) -> str:
         return self.description or f"{self.type}({json.dumps(self.kwargs, sort_keys=True, default=str)})"
+
+    def violation(self) -> str:
+        """The quarantine reason of a row (or group) that violates this expectation, the same wherever it
+        was found, so that a row is quarantined once however often its version is validated."""
+        return f"expectation {self.id} failed: {self.describe()}"
 
 
 def _where(conditions: list[str]) -> str:

@@ -27,6 +27,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame
@@ -75,6 +76,8 @@ class Validation:
     # The expectations every live file carried counts of: the landing that made them quarantined the rows
     # they found violating (with their lines), so the scan's quarantine leaves those alone.
     flagged: frozenset = frozenset()
+    # group_sum_between id -> the groups outside its bounds (decided from the counts), to quarantine
+    groups: dict = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -179,6 +182,7 @@ def from_counts(
     check no task counted (a repeated key): the full evaluation then finds the exact rows."""
     from lakehouse.quality.checks import (
         CHECKS_TABLE,
+        GROUPED,
         REFERENCED,
         SHARE,
         UNIQUE_TYPES,
@@ -189,7 +193,7 @@ def from_counts(
 
     typed = "expect_column_values_to_be_of_type"
     nothing = frozenset()
-    if any(not (countable(e) or e.type in (*UNIQUE_TYPES, typed, REFERENCED)) for e in expectations):
+    if any(not (countable(e) or e.type in (*UNIQUE_TYPES, typed, REFERENCED, GROUPED)) for e in expectations):
         return None, nothing
     if not table_exists(spark, CHECKS_TABLE):
         return None, nothing
@@ -214,6 +218,16 @@ def from_counts(
         else:
             counts[exp.id] = stored.counts[exp.id]
             decided.add(exp.id)
+    groups = {}
+    for exp in expectations:
+        if exp.type == GROUPED:
+            from lakehouse.quality.checks import bad_groups
+
+            groups[exp.id] = bad_groups(exp, counts[exp.id].groups)
+            counts[exp.id].unexpected = len(groups[exp.id])
+            counts[exp.id].sample = [
+                json.dumps(g, default=str, sort_keys=True) for g in groups[exp.id][:SAMPLE_SIZE]
+            ]
     failing = {i for i, c in counts.items() if c.unexpected and not _is_share(expectations, i)}
     if failing - decided:
         return None, frozenset(decided)
@@ -255,6 +269,7 @@ def from_counts(
         results,
         "counts",
         flagged=frozenset(decided),
+        groups=groups,
     )
     if any(not r.success for r in results if r.expectation.type == typed):
         return None, frozenset(decided)  # a stored type differs: the full evaluation says so in detail
@@ -305,6 +320,9 @@ def unexpected_rows(spark, frame: DataFrame, expectation: Expectation) -> DataFr
         key = expectation.key_columns()
         counted = frame.withColumn("_lakehouse_key_rows", F.count(F.lit(1)).over(Window.partitionBy(*key)))
         return counted.filter(F.col("_lakehouse_key_rows") > 1).drop("_lakehouse_key_rows")
+    if expectation.type == "group_sum_between":  # the groups, not their rows
+        frame.createOrReplaceTempView("_lakehouse_validated")
+        return spark.sql(expectation.bad_groups_sql("_lakehouse_validated"))
     sql = expectation.unexpected_where("_lakehouse_validated")
     if expectation.type == "values_in_table":
         frame.createOrReplaceTempView("_lakehouse_validated")
@@ -345,7 +363,7 @@ def run_batched(spark, frame: DataFrame, expectations: list[Expectation]) -> lis
             base = total - (metrics.get(f"_m{index}") or 0)
         elif exp.type in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
             unexpected, base = _duplicate_rows(frame, exp.key_columns()), total
-        else:  # values_in_table
+        else:  # values_in_table, group_sum_between
             unexpected, base = unexpected_rows(spark, frame, exp).count(), total
         result = ExpectationResult(
             exp,
@@ -353,12 +371,15 @@ def run_batched(spark, frame: DataFrame, expectations: list[Expectation]) -> lis
             total,
             unexpected,
             100.0 * unexpected / base if base else 0.0,
-            observed_value=str(unexpected) if exp.type in ("rows", "values_in_table") else None,
+            observed_value=str(unexpected) if exp.type in _COUNTED_AS_OBSERVED else None,
         )
         if unexpected:
             result.unexpected_sample = _sample(spark, frame, exp)
         results.append(result)
     return results
+
+
+_COUNTED_AS_OBSERVED = ("rows", "values_in_table", "group_sum_between")
 
 
 def _missing(exp: Expectation):
@@ -389,7 +410,7 @@ def _sample(spark, frame: DataFrame, exp: Expectation) -> list[str]:
         columns = [exp.kwargs["column_A"], exp.kwargs["column_B"]]
     elif exp.type in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
         columns = exp.key_columns()
-    elif exp.column:
+    elif exp.column and exp.type != "group_sum_between":
         columns = [exp.column]
     else:
         columns = rows.columns[:8]
@@ -646,15 +667,23 @@ def _store(spark, settings: Settings, validations: list[Validation], run: Ingest
     for validation in validations:
         if not validation.success:
             _quarantine_violations(spark, validation, run)
+            run.failed.append(
+                f"{validation.table} v{validation.version}: validation {validation.validation_id} failed: "
+                + ", ".join(evidence(spark, validation.validation_id))
+            )
 
 
 def _quarantine_violations(spark, validation: Validation, run: IngestRun) -> None:
     from lakehouse.quality.quarantine import quarantine
 
-    frame = spark.read.option("versionAsOf", validation.version).table(validation.table)
+    read = lambda: spark.read.option("versionAsOf", validation.version).table(validation.table)
     for result in validation.failed:
+        if result.expectation.type == "group_sum_between":
+            validation.quarantined += _quarantine_groups(spark, validation, result.expectation, read, run)
+            continue
         if not result.expectation.row_level or result.expectation.id in validation.flagged:
             continue
+        frame = read()
         offending = unexpected_rows(spark, frame, result.expectation)
         has_source = "source_file" in frame.columns
         has_line = "line_number" in frame.columns
@@ -664,12 +693,44 @@ def _quarantine_violations(spark, validation: Validation, run: IngestRun) -> Non
             (F.col("source_sha256") if has_source else F.lit(None).cast("string")).alias("source_sha256"),
             (F.col("line_number") if has_line else F.lit(None).cast("bigint")).alias("line_number"),
             F.to_json(F.struct(*[F.col(c) for c in frame.columns])).alias("record"),
-            F.lit(
-                f"validation {validation.validation_id} of {validation.table} v{validation.version}: "
-                f"expectation {result.expectation.id} failed ({result.expectation.describe()})"
-            ).alias("reason"),
+            F.lit(result.expectation.violation()).alias("reason"),
         )
         validation.quarantined += quarantine(spark, bad, run)
+
+
+def _quarantine_groups(
+    spark, validation: Validation, exp: Expectation, read: Callable[[], DataFrame], run: IngestRun
+) -> int:
+    """One quarantine record per group a `group_sum_between` check found outside its bounds (its key, sum
+    and count of values; its file, no line: the whole group is the evidence)."""
+    import pyarrow as pa
+
+    from lakehouse.quality.quarantine import quarantine_rows
+
+    if exp.id in validation.groups:
+        found = validation.groups[exp.id]
+    else:
+        keys = list(exp.kwargs["group_by"])
+        found = [
+            {
+                "key": [r[c] for c in keys],
+                "sum": r["total"],
+                "values": r["n"],
+                "source_file": r["source_file"],
+            }
+            for r in unexpected_rows(spark, read(), exp).collect()
+        ]
+    reason = exp.violation()
+    rows = [
+        {"table_name": validation.table, "source_file": g["source_file"], "source_sha256": None, "line_number": None,
+         "record": json.dumps({**dict(zip(exp.kwargs["group_by"], g["key"], strict=True)),
+                               f"sum({exp.kwargs['column']})": g["sum"], "values": g["values"]}, default=str),
+         "reason": reason}
+        for g in found
+    ]  # fmt: skip
+    schema = pa.schema([("table_name", pa.string()), ("source_file", pa.string()), ("source_sha256", pa.string()),
+                        ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string())])  # fmt: skip
+    return quarantine_rows(spark, run, pa.Table.from_pylist(rows, schema))
 
 
 def stored_results(spark, tables: list[str], columns: list[str]):
