@@ -945,13 +945,15 @@ def quarantine_flagged(
     from lakehouse.quality.quarantine import BAD_COLUMNS, quarantine_rows
 
     flagged = [row for f in files if f.flagged for row in json.loads(f.flagged)]
-    if not flagged:
+    if not flagged or not run.validate:  # no gate (tests, benchmarks): no gate's quarantine either
         return 0
     for row in flagged:
         if first_line is not None and row[LINE] is not None:
             row[LINE] += first_line(row["piece"])
-    rows = pa.Table.from_pylist(flagged).select(list(BAD_COLUMNS))
-    return quarantine_rows(run.spark, run, rows.cast(pa.schema([(c, _BAD_TYPES[c]) for c in BAD_COLUMNS])))
+    schema = pa.schema([(c, _BAD_TYPES[c]) for c in BAD_COLUMNS])
+    return quarantine_rows(
+        run.spark, run, pa.Table.from_pylist([{c: r[c] for c in BAD_COLUMNS} for r in flagged], schema)
+    )
 
 
 _BAD_TYPES = {"table_name": pa.string(), "source_file": pa.string(), "source_sha256": pa.string(),

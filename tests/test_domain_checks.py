@@ -186,3 +186,40 @@ def test_a_tpm_column_summing_to_ten_fails_the_gate_and_gold_is_not_built(
     assert json.loads(group["record"])["file_name"] == star.name
     assert json.loads(group["record"])["sum(tpm_unstranded)"] == pytest.approx(10.0)
     assert _rows(spark, "gold.tcga_gene_expression", str(star), ["source_file"]) == []
+
+
+MATRIX = "geo/GSE99709_series_matrix.txt.gz"
+
+
+def test_values_of_a_sample_the_series_matrix_does_not_describe_fail_the_gate(
+    spark, settings, shared_data, tmp_path
+):
+    """GSE99709's matrix (RNA-seq: its table is empty) given three probe rows, one column renamed to an
+    accession no `!Sample_geo_accession` lists: those values belong to no described sample."""
+    from lakehouse.sources.geo.ingest import ingest_geo
+
+    with gzip.open(shared_data / MATRIX, "rt") as text:
+        lines = text.read().splitlines()
+    table = lines.index("!series_matrix_table_begin") + 1
+    columns = lines[table].split("\t")
+    columns[3] = '"GSM9999999"'
+    lines[table] = "\t".join(columns)
+    values = ["\t".join([f'"ENSMUSG0000000{n}"', *(str(n + s / 10) for s in range(12))]) for n in range(1, 4)]
+    lines[table + 1 : table + 1] = values
+    path = tmp_path / "GSE99709_series_matrix.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValidationFailed) as failed:
+        ingest_geo(spark, settings, [str(path)])
+    message = str(failed.value)
+    assert "silver.geo_expression version " in message and "gsm_id.in_samples (3 unexpected: " in message
+    landed = _rows(spark, "silver.geo_expression", str(path), ["gsm_id"])
+    assert len(landed) == 36 and sum(r["gsm_id"] == "GSM9999999" for r in landed) == 3
+    held = read_table(
+        spark, "quality.quarantine", ["record", "reason"], pads.field("source_file") == str(path)
+    )
+    mine = [
+        json.loads(q["record"]) for q in held.to_pylist() if q["reason"].startswith("expectation gsm_id.in")
+    ]
+    assert sorted(r["probe_id"] for r in mine) == ["ENSMUSG00000001", "ENSMUSG00000002", "ENSMUSG00000003"]
+    assert {r["gsm_id"] for r in mine} == {"GSM9999999"}
+    assert _rows(spark, "gold.geo_gene_expression", str(path), ["gsm_id"]) == []

@@ -193,9 +193,10 @@ def test_series_matrix_quoted_cells_and_gds_subsets(quirk_files):
 
 def test_to_double_counts_text_as_null():
     numbers, text = soft.to_double(pa.array(["1.5", " 2 ", "Undef", "", "NaN", "-3e2", "--"]))
-    assert numbers.to_pylist()[:4] == [1.5, 2.0, None, None]
-    assert math.isnan(numbers.to_pylist()[4]) and numbers.to_pylist()[5:] == [-300.0, None]
-    assert text.to_pylist() == [None, None, "Undef", None, None, None, "--"]
+    assert numbers.to_pylist() == [1.5, 2.0, None, None, None, -300.0, None]  # NaN is no measurement
+    assert text.to_pylist() == [None, None, "Undef", None, "NaN", None, "--"]
+    numbers, text = soft.to_double(pa.array(["1", "inf", "-Infinity"]))  # all numbers to Arrow's cast
+    assert numbers.to_pylist() == [1.0, None, None] and text.to_pylist() == [None, "inf", "-Infinity"]
 
 
 def test_big_file_is_split_across_tasks_by_sample_table(quirk_files):

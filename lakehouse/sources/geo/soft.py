@@ -391,17 +391,23 @@ def _empty_to_null(column: pa.Array) -> pa.Array:
 
 
 def to_double(column: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Text → double; anything not a number (`Undef`, `null`, `--`) becomes null. Returns (values, raw text
-    of the non-numeric cells, null elsewhere)."""
+    """Text → double; anything not a finite number (`Undef`, `null`, `--`, `NaN`, `Inf`) becomes null.
+    Returns (values, raw text of the non-numeric cells, null elsewhere)."""
     try:
         values = pc.cast(column, pa.float64())  # the common case: every cell a number
-        return values, pa.nulls(len(column), pa.string())
     except pa.ArrowInvalid:
         column = pc.utf8_trim_whitespace(column)
         numeric = pc.match_substring_regex(column, NUMBER)
         values = pc.cast(pc.if_else(numeric, column, pa.scalar(None, pa.string())), pa.float64())
         bad = pc.and_(pc.invert(numeric), pc.not_equal(column, ""))
-        return values, pc.if_else(bad, column, pa.scalar(None, pa.string()))
+        raw = pc.if_else(bad, column, pa.scalar(None, pa.string()))
+    else:
+        raw = pa.nulls(len(column), pa.string())
+    infinite = pc.invert(pc.fill_null(pc.is_finite(values), True))  # NaN and ±Inf are not measurements
+    if pc.any(infinite).as_py():
+        values = pc.if_else(infinite, pa.scalar(None, pa.float64()), values)
+        raw = pc.if_else(infinite, pc.utf8_trim_whitespace(column), raw)
+    return values, raw
 
 
 def _map(names: list[str], columns: list[pa.Array], length: int) -> pa.Array:
