@@ -223,3 +223,26 @@ def test_values_of_a_sample_the_series_matrix_does_not_describe_fail_the_gate(
     assert sorted(r["probe_id"] for r in mine) == ["ENSMUSG00000001", "ENSMUSG00000002", "ENSMUSG00000003"]
     assert {r["gsm_id"] for r in mine} == {"GSM9999999"}
     assert _rows(spark, "gold.geo_gene_expression", str(path), ["gsm_id"]) == []
+
+
+def test_a_release_in_the_wrong_units_fails_the_gate_on_drift_naming_af(spark, settings, tmp_path):
+    """Two generated releases of the same sites, the second with every AC, and so every AF, halved: each row
+    is plausible, the distribution is not. A third release drawn afresh compares with the last good one."""
+    from lakehouse.quality.validate import require_passed
+    from lakehouse.sources.gnomad import land_file
+    from lakehouse.synth.gnomad import write_gnomad_vcf
+
+    gold = "gold.gnomad_population_frequencies"
+    first = write_gnomad_vcf(tmp_path / "first.vcf.bgz", records=300, seed=5)
+    assert land_file(spark, settings, first, release="v4.1-drift-first", dataset="genomes").failed == ()
+    halved = write_gnomad_vcf(tmp_path / "halved.vcf.bgz", records=300, seed=5, frequency_scale=0.5)
+    result = land_file(spark, settings, halved, release="v4.1-drift-halved", dataset="genomes")
+    [failed] = result.failed
+    assert failed.startswith(f"{gold} v{result.versions[gold]}: validation ")
+    assert "frequencies.drift (1 unexpected: af: mean " in failed and "(-50." in failed
+    with pytest.raises(
+        ValidationFailed, match=r"frequencies\.drift \(1 unexpected: af: mean [0-9.e-]+ in v\d+ → "
+    ):
+        require_passed(spark, settings, gold, result.versions[gold])
+    fresh = write_gnomad_vcf(tmp_path / "fresh.vcf.bgz", records=300, seed=6)
+    assert land_file(spark, settings, fresh, release="v4.1-drift-fresh", dataset="genomes").failed == ()

@@ -53,6 +53,8 @@ def signature(exp: Expectation) -> str:
 SHARE = "share_between"
 REFERENCED = "values_in_table"
 GROUPED = "group_sum_between"  # counted as partial sums per group, summed over a version's files
+DRIFT = "drift"  # counted as each column's sum and non-null count, compared between versions
+SUMMED = (GROUPED, DRIFT)  # kinds whose file counts are sums (`Count.groups`), not samples
 
 
 def countable(exp: Expectation) -> bool:
@@ -97,7 +99,7 @@ def per_file(
     return [
         e
         for e in expectations
-        if countable(e) or e.type == GROUPED or (e.type == REFERENCED and e.kwargs["table"] in references)
+        if countable(e) or e.type in SUMMED or (e.type == REFERENCED and e.kwargs["table"] in references)
     ]
 
 
@@ -279,6 +281,15 @@ def group_sums(exp: Expectation, table: pa.Table) -> dict[str, list]:
     return out
 
 
+def column_sums(exp: Expectation, table: pa.Table) -> dict[str, list]:
+    """`drift`'s part in `table`: per column, [sum, non-null values, None]."""
+    found = {}
+    for column in exp.kwargs["columns"]:
+        values = table.column(column)
+        found[column] = [pc.sum(values).as_py() or 0.0, pc.count(values).as_py(), None]
+    return found
+
+
 def _plain(column):
     return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
@@ -301,6 +312,9 @@ def count(
     for exp in expectations:
         if exp.type == GROUPED:
             counts[exp.id] = Count(table.num_rows, groups=group_sums(exp, table))
+            continue
+        if exp.type == DRIFT:
+            counts[exp.id] = Count(table.num_rows, groups=column_sums(exp, table))
             continue
         bad, missing = unexpected_mask(exp, table, references)
         unexpected = pc.sum(bad).as_py() or 0
@@ -466,9 +480,12 @@ class VersionTally:
     undecided: str | None = None
 
 
-def version_tallies(ledger, table, name: str, expectations: Sequence[Expectation]) -> VersionTally:
-    """Sum the stored counts of the live files of `table` (a delta-rs table at one version) for every
-    expectation in `expectations`; `ledger` is the delta-rs `quality.file_checks` table (or None)."""
+def version_tallies(
+    ledger, table, name: str, expectations: Sequence[Expectation], paths: Iterable[str] | None = None
+) -> VersionTally:
+    """Sum the stored counts of the live files of `table` (a delta-rs table at one version), or of those
+    among `paths`, for every expectation in `expectations`; `ledger` is the delta-rs `quality.file_checks`
+    table (or None)."""
     import pyarrow.dataset as pads
 
     from lakehouse.catalog import logged_rows
@@ -479,8 +496,11 @@ def version_tallies(ledger, table, name: str, expectations: Sequence[Expectation
             0, {}, "the log does not count the version's rows (no statistics, or deletion vectors)"
         )
     live = pa.table(table.get_add_actions(flatten=True)).select(["path", "num_records"])
+    if paths is not None:
+        live = live.filter(pc.is_in(live.column("path"), pa.array(sorted(paths), pa.string())))
+        total = pc.sum(live.column("num_records")).as_py() or 0
     wanted = {e.id: signature(e) for e in expectations}
-    grouped = {e.id for e in expectations if e.type == GROUPED}
+    grouped = {e.id for e in expectations if e.type in SUMMED}
     if not wanted:
         return VersionTally(total, {})
     if ledger is None:
@@ -490,10 +510,10 @@ def version_tallies(ledger, table, name: str, expectations: Sequence[Expectation
         columns=["path", "expectation_id", "signature", "checked_version", "element_count",
                  "unexpected_count", "missing_count", "unexpected_sample"],
     )  # fmt: skip
-    paths = set(live.column("path").to_pylist())
+    held = set(live.column("path").to_pylist())
     latest: dict[tuple[str, str], dict] = {}
     for row in stored.to_pylist():
-        if row["path"] not in paths or row["signature"] != wanted[row["expectation_id"]]:
+        if row["path"] not in held or row["signature"] != wanted[row["expectation_id"]]:
             continue
         slot = (row["path"], row["expectation_id"])
         if slot not in latest or row["checked_version"] > latest[slot]["checked_version"]:

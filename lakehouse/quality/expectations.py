@@ -27,6 +27,12 @@ and hold `table_filter`'s values; with `at_most`, the found reference row also b
 position within its contig's length; a null bound holds any). A row whose `match` values the reference
 holds no row for is not judged: a file whose header declares no contigs constrains none.
 
+`drift` compares a version with the previous version that passed validation: the rows the new version
+added against all rows of that one, per column in `columns`, by mean (`max_mean_change`, relative) and
+null share (`max_null_share_change`, absolute), and the table's row count (`max_row_change`, relative);
+not where either side has fewer than `min_rows` rows.
+It catches what no single row shows: a release landed in the wrong units or on the wrong build.
+
 `group_sum_between` bounds the sum of a column over each group of rows (each file's TPM sums to 10⁶);
 its unexpected rows are the groups outside the bounds, each quarantined as one record. A reference that a landing holds whole for the rows it writes (the
 rows of its own file, `match`ed on the file's checksum) is handed to the landing's tasks, which count the
@@ -76,7 +82,7 @@ _GX_ROW_TYPES = {
     "expect_column_pair_values_a_to_be_greater_than_b",
 }
 _UNIQUE_TYPES = {"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"}
-_LAKEHOUSE_TYPES = {"rows", "values_in_table", "share_between", "group_sum_between"}
+_LAKEHOUSE_TYPES = {"rows", "values_in_table", "share_between", "group_sum_between", "drift"}
 KNOWN_TYPES = _GX_ROW_TYPES | _UNIQUE_TYPES | _LAKEHOUSE_TYPES | {"expect_column_values_to_be_of_type"}
 
 
@@ -190,7 +196,7 @@ class Expectation:
                 description=self.description or self.id,
                 meta={"lakehouse_id": self.id},
             )
-        if self.type == "share_between":
+        if self.type in ("share_between", "drift"):
             return None
         return getattr(gxe, _gx_class_name(self.type))(**self.kwargs, meta={"lakehouse_id": self.id})
 

@@ -153,10 +153,21 @@ def _evaluate(
         return counted
     frame = spark.read.option("versionAsOf", version).table(table)
     chosen = engine_for(settings, engine, frame)
+    scanned = [e for e in expectations if e.type != "drift"]  # compared from the log, not scanned
     if chosen == "gx":
-        results = run_gx(spark, settings, decl, version, frame, expectations)
+        results = run_gx(spark, settings, decl, version, frame, scanned)
     else:
-        results = run_batched(spark, frame, expectations)
+        results = run_batched(spark, frame, scanned)
+    if len(scanned) < len(expectations):
+        from lakehouse.quality.checks import CHECKS_TABLE
+        from lakehouse.storage import open_table
+
+        ledger = open_table(spark, CHECKS_TABLE) if table_exists(spark, CHECKS_TABLE) else None
+        by_id = {r.expectation.id: r for r in results}
+        by_id.update(
+            {e.id: drift_result(spark, table, version, e, ledger) for e in expectations if e.type == "drift"}
+        )
+        results = [by_id[e.id] for e in expectations]
     return Validation(uuid.uuid4().hex, table, version, f"{table}.suite", results, chosen, flagged=flagged)
 
 
@@ -182,6 +193,7 @@ def from_counts(
     check no task counted (a repeated key): the full evaluation then finds the exact rows."""
     from lakehouse.quality.checks import (
         CHECKS_TABLE,
+        DRIFT,
         GROUPED,
         REFERENCED,
         SHARE,
@@ -193,20 +205,23 @@ def from_counts(
 
     typed = "expect_column_values_to_be_of_type"
     nothing = frozenset()
-    if any(not (countable(e) or e.type in (*UNIQUE_TYPES, typed, REFERENCED, GROUPED)) for e in expectations):
+    if any(
+        not (countable(e) or e.type in (*UNIQUE_TYPES, typed, REFERENCED, GROUPED, DRIFT))
+        for e in expectations
+    ):
         return None, nothing
     if not table_exists(spark, CHECKS_TABLE):
         return None, nothing
     table = open_table(spark, decl.name, version)
     ledger = open_table(spark, CHECKS_TABLE)
     tally = version_tallies(
-        ledger, table, decl.name, [e for e in expectations if e.type not in (typed, REFERENCED)]
+        ledger, table, decl.name, [e for e in expectations if e.type not in (typed, REFERENCED, DRIFT)]
     )
     if tally.undecided:
         log.info("%s v%s: validated by scanning (%s)", decl.name, version, tally.undecided)
         return None, nothing
     counts = dict(tally.counts)
-    decided = {e.id for e in expectations if e.type not in (typed, REFERENCED, *UNIQUE_TYPES)}
+    decided = {e.id for e in expectations if e.type not in (typed, REFERENCED, DRIFT, *UNIQUE_TYPES)}
     for exp in expectations:
         if exp.type != REFERENCED:
             continue
@@ -229,6 +244,9 @@ def from_counts(
                 json.dumps(g, default=str, sort_keys=True) for g in groups[exp.id][:SAMPLE_SIZE]
             ]
     by_id = {e.id: e for e in expectations}
+    drifts = {
+        e.id: drift_result(spark, decl.name, version, e, ledger) for e in expectations if e.type == DRIFT
+    }
     failing = {
         i for i, c in counts.items()
         if not _is_share(expectations, i) and not by_id[i].tolerates(c.unexpected, c.rows - c.missing)
@@ -249,6 +267,8 @@ def from_counts(
                     exp, observed == exp.kwargs["type_"], observed_value=observed, engine="counts"
                 )
             )
+        elif exp.type == DRIFT:
+            results.append(drifts[exp.id])
         elif exp.type == SHARE:
             share = found.unexpected / found.rows if found.rows else 0.0
             ok = exp.kwargs.get("min_value", 0) <= share <= exp.kwargs.get("max_value", 1)
@@ -280,6 +300,94 @@ def from_counts(
     if record and settings.validation_engine != "batched":  # batched: GX is not used at all
         record_gx(settings, decl, validation)
     return validation, frozenset(decided)
+
+
+def drift_result(spark, name: str, version: int, exp: Expectation, ledger) -> ExpectationResult:
+    """`drift` of `name`@`version` against the newest earlier version that passed validation: the rows
+    `version` added (its live files the earlier version did not have; all of them if none) against every
+    row of the earlier one. Column sums and counts come from the files' stored counts, else from reading
+    the columns."""
+    from lakehouse.catalog import logged_rows
+    from lakehouse.storage import open_table
+
+    previous = _previous_passed(spark, name, version)
+    if previous is None:
+        return ExpectationResult(exp, True, observed_value="no earlier validated version", engine="counts")
+    now, before = open_table(spark, name, version), open_table(spark, name, previous)
+    live_now = set(pa_paths(now))
+    added = live_now - set(pa_paths(before)) or live_now
+    old, new = _column_stats(before, name, exp, ledger, None), _column_stats(now, name, exp, ledger, added)
+    k = exp.kwargs
+    least = k.get("min_rows", 0)
+    if min(old[0], new[0]) < least:  # a handful of rows has no distribution to compare
+        return ExpectationResult(
+            exp,
+            True,
+            new[0],
+            0,
+            observed_value=f"not compared: fewer than {least} rows in v{previous} or added",
+            engine="counts",
+        )
+    found, problems = [], []
+    rows_before, rows_now = logged_rows(before) or old[0], logged_rows(now) or new[0]
+    if k.get("max_row_change") is not None and rows_before:
+        change = (rows_now - rows_before) / rows_before
+        found.append(f"rows {rows_before} in v{previous} → {rows_now} ({change:+.1%})")
+        if abs(change) > k["max_row_change"]:
+            problems.append(f"rows: {rows_before} in v{previous} → {rows_now} in v{version} "
+                            f"({change:+.1%}, bound ±{k['max_row_change']:.0%})")  # fmt: skip
+    for column in k["columns"]:
+        (sum_old, n_old), (sum_new, n_new) = old[1].get(column, (0.0, 0)), new[1].get(column, (0.0, 0))
+        if n_old and n_new and k.get("max_mean_change") is not None:
+            mean_old, mean_new = sum_old / n_old, sum_new / n_new
+            change = (mean_new - mean_old) / abs(mean_old) if mean_old else mean_new - mean_old
+            found.append(f"{column} mean {mean_old:.6g} → {mean_new:.6g}")
+            if abs(change) > k["max_mean_change"]:
+                problems.append(f"{column}: mean {mean_old:.6g} in v{previous} → {mean_new:.6g} in the rows v{version} "
+                                f"added ({change:+.1%}, bound ±{k['max_mean_change']:.0%})")  # fmt: skip
+        if k.get("max_null_share_change") is not None and old[0] and new[0]:
+            share_old, share_new = 1 - n_old / old[0], 1 - n_new / new[0]
+            if abs(share_new - share_old) > k["max_null_share_change"]:
+                problems.append(f"{column}: null share {share_old:.1%} in v{previous} → {share_new:.1%} in the rows "
+                                f"v{version} added (bound ±{k['max_null_share_change']:.0%})")  # fmt: skip
+    observed = "; ".join(problems) if problems else f"against v{previous}: " + "; ".join(found)
+    return ExpectationResult(
+        exp, not problems, new[0], len(problems), observed_value=observed, engine="counts"
+    )
+
+
+def pa_paths(table) -> list[str]:
+    """The paths of the live files of a delta-rs table."""
+    import pyarrow as pa
+
+    return pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()
+
+
+def _column_stats(table, name: str, exp: Expectation, ledger, paths) -> tuple[int, dict[str, tuple]]:
+    """(rows, {column: (sum, non-null values)}) over the live files of `table` (or those in `paths`)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    from lakehouse.quality.checks import version_tallies
+
+    if ledger is not None:
+        tally = version_tallies(ledger, table, name, [exp], paths)
+        if not tally.undecided:
+            found = tally.counts[exp.id]
+            return found.rows, {c: (s, n) for c, (s, n, _) in found.groups.items()}
+    uris = [u for u in table.file_uris() if paths is None or any(u.endswith(p) for p in paths)]
+    data = pads.dataset(uris, format="parquet").to_table(columns=list(exp.kwargs["columns"]))
+    return data.num_rows, {
+        c: (pc.sum(data.column(c)).as_py() or 0.0, pc.count(data.column(c)).as_py())
+        for c in exp.kwargs["columns"]
+    }
+
+
+def _previous_passed(spark, name: str, version: int) -> int | None:
+    found = stored_results(spark, [name], ["table_version", "validation_success"])
+    rows = [] if found is None else found.to_pylist()
+    return max((r["table_version"] for r in rows if r["validation_success"] and r["table_version"] < version),
+               default=None)  # fmt: skip
 
 
 def _is_share(expectations: list[Expectation], ident: str) -> bool:
@@ -826,6 +934,8 @@ def evidence(spark, validation_id: str) -> list[str]:
                 shown.append(f"{place} {_short(q['record'])}")
         if not shown:
             shown = [_short(v) for v in (r["unexpected_sample"] or [])[:EVIDENCE]]
+        if not shown and r["observed_value"] not in (None, str(count)):  # a table-level finding (drift)
+            shown = [_short(r["observed_value"], 400)]
         said.append(
             f"{r['expectation_id']} ({count} unexpected" + (": " + "; ".join(shown) if shown else "") + ")"
         )

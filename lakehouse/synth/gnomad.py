@@ -11,6 +11,7 @@ INFO bodies are drawn from a pool generated up front, so millions of records are
 from __future__ import annotations
 
 import random
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -106,10 +107,35 @@ def _hist(rng: random.Random, n: int) -> str:
     return "|".join(str(rng.randint(0, 50)) for _ in range(n))
 
 
-def _info_body(rng: random.Random, ref: str, alts: list[str], pos: int) -> str:
+_GROUP_FIELD = re.compile(r"^(AC|AF|AN|nhomalt)(_.*)?$")
+
+
+def _group_values(rng: random.Random, k: int, scale: float = 1.0) -> dict[str, list[str]]:
+    """One group's AC, AF, AN and nhomalt as a real release has them: AC <= AN, AF = AC/AN (absent where
+    AN = 0), nhomalt <= AC/2. `scale` multiplies every AC (and so AF) and draws the same random numbers
+    whatever its value, so one seed gives the same sites at another scale."""
+    an = rng.randint(0, 150000)
+    acs = [round(min(an, rng.choice((0, 0, 1, 2, rng.randint(0, 5000)))) * scale) for _ in range(k)]
+    values = {"AN": [str(an)], "AC": [str(ac) for ac in acs]}
+    values["nhomalt"] = [str(int(rng.random() * (ac // 2 + 1))) for ac in acs]
+    if an:
+        values["AF"] = [f"{ac / an:.6g}" for ac in acs]
+    return values
+
+
+def _info_body(rng: random.Random, ref: str, alts: list[str], pos: int, scale: float = 1.0) -> str:
     k = len(alts)
     parts = []
+    groups: dict[str, dict[str, list[str]]] = {}
     for info_id, number, kind, _ in info_definitions():
+        field = _GROUP_FIELD.match(info_id)
+        if field:
+            kind_of, suffix = field.group(1), field.group(2) or ""
+            if suffix not in groups:
+                groups[suffix] = _group_values(rng, k, scale)
+            if kind_of in groups[suffix]:
+                parts.append(f"{info_id}={','.join(groups[suffix][kind_of])}")
+            continue
         if kind == "Flag":
             if rng.random() < 0.1:
                 parts.append(info_id)
@@ -202,8 +228,10 @@ def write_gnomad_vcf(
     indel_share: float = 0.12,
     pool: int = 256,
     level: int = 6,
+    frequency_scale: float = 1.0,
 ) -> Path:
-    """Write `records` data lines (a multi-allelic line counts once) as BGZF; returns the path."""
+    """Write `records` data lines (a multi-allelic line counts once) as BGZF; returns the path.
+    `frequency_scale` multiplies every allele count and frequency: a release in the wrong units."""
     rng = random.Random(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +259,7 @@ def write_gnomad_vcf(
                     alts.append(rng.choice([b for b in "ACGT" if b != ref and b not in alts]))
             choices = bodies[alleles]
             if len(choices) < pool:
-                choices.append(_info_body(rng, ref, alts, pos))
+                choices.append(_info_body(rng, ref, alts, pos, frequency_scale))
             body = rng.choice(choices)
             rsid = f"rs{rng.randint(1, 2_000_000_000)}" if rng.random() < 0.6 else "."
             filters = rng.choice(("PASS", "PASS", "PASS", "AS_VQSR", "AC0;AS_VQSR"))
