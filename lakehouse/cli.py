@@ -199,31 +199,39 @@ def run(ctx: Context, stages: tuple[str, ...]) -> None:
     default=None,
     help="great_expectations Checkpoint, batched Spark metrics, or auto by table size.",
 )
+@click.option("--format", "fmt", type=FORMATS, default="table", help="Results as a table, JSON or CSV.")
 @pass_context
-def validate(ctx: Context, table: str, version: int | None, engine: str | None) -> None:
-    """Validate one exact version of TABLE against its expectation suite; exit 1 when it fails."""
-    from lakehouse.quality.validate import validate_table
+def validate(ctx: Context, table: str, version: int | None, engine: str | None, fmt: str) -> None:
+    """Validate one exact version of TABLE against its expectation suite (the checks its declaration
+    states, then those derived from its columns); exit 1 when it fails, naming each failed check's evidence."""
+    from lakehouse.quality.validate import evidence, validate_table
 
     with status(f"validating {table}"):
         validation = validate_table(ctx.spark, ctx.settings, table, version, engine)
+    ordered = sorted(validation.results, key=lambda r: r.expectation.origin != "declared")
     emit(
-        ["expectation", "success", "unexpected", "percent", "observed", "engine"],
+        ["expectation", "origin", "check", "success", "unexpected", "percent", "observed", "engine"],
         [
             [
                 r.expectation.id,
+                r.expectation.origin,
+                r.expectation.describe(),
                 r.success,
                 r.unexpected_count,
                 None if r.unexpected_percent is None else round(r.unexpected_percent, 4),
                 r.observed_value,
                 r.engine,
             ]
-            for r in validation.results
+            for r in ordered
         ],
-        "table",
+        fmt,
     )
-    out.print(f"validation {validation.validation_id}: {validation.summary()}", highlight=False)
+    said = out if fmt == "table" else err  # JSON and CSV keep stdout to themselves
+    said.print(f"validation {validation.validation_id}: {validation.summary()}", highlight=False)
+    for line in [] if validation.success else evidence(ctx.spark, validation.validation_id):
+        said.print(f"  {line}", highlight=False)
     if validation.quarantined:
-        out.print(f"{validation.quarantined} offending rows written to quality.quarantine", highlight=False)
+        said.print(f"{validation.quarantined} offending rows written to quality.quarantine", highlight=False)
     if not validation.success:
         raise ValidationFailedExit(validation.summary())
 

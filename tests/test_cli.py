@@ -80,6 +80,20 @@ def test_tables_and_history(landed):
     assert json.loads(versions[0]["userMetadata"])["job"] == "demo"
 
 
+def test_validate_lists_the_declared_domain_checks_of_a_version(landed):
+    env, _ = landed
+    proc = run_cli(env, "validate", "silver.gnomad_variants", "--version", "1", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    declared = [r["expectation"] for r in results if r["origin"] == "declared"]
+    assert declared[:3] == ["af.frequency", "ac.at_most_an", "af.is_ac_over_an"]
+    assert {"contig.in_header", "filters.in_header", "af_afr.frequency", "af_nfe_xx.frequency"} <= set(
+        declared
+    )
+    assert all(r["success"] for r in results) and results[0]["check"] == "AF is a frequency, in [0, 1]"
+    assert "validation " in proc.stderr and "expectations passed" in proc.stderr
+
+
 def test_missing_table_is_one_line_naming_it(landed):
     env, _ = landed
     proc = run_cli(env, "sql", "SELECT * FROM silver.no_such_table")
