@@ -134,7 +134,8 @@ def _info_body(rng: random.Random, ref: str, alts: list[str], pos: int, scale: f
             if suffix not in groups:
                 groups[suffix] = _group_values(rng, k, scale)
             if kind_of in groups[suffix]:
-                parts.append(f"{info_id}={','.join(groups[suffix][kind_of])}")
+                values = groups[suffix][kind_of] * (k if kind_of == "AN" and number == "A" else 1)
+                parts.append(f"{info_id}={','.join(values)}")  # AN_grpmax is per allele (Number=A)
             continue
         if kind == "Flag":
             if rng.random() < 0.1:
