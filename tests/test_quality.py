@@ -232,9 +232,13 @@ def test_readiness_scores_each_dimension_with_evidence(spark, settings, tmp_path
     assert checks["characteristics_vocabulary"].score == pytest.approx(3 / 4)
     assert "unmapped e.g. colour" in checks["characteristics_vocabulary"].evidence
     # the invalid symbol also fails the identifier expectation derived from `identifier: hgnc.symbol`
-    assert checks["expectation_pass_rate"].score == pytest.approx(15 / 16)
-    assert checks["expectation_pass_rate"].evidence.endswith(
-        "15/16 expectations passed; failed: gene_symbol.hgnc.symbol"
+    assert checks["derived_checks_pass_rate"].score == pytest.approx(15 / 16)
+    assert checks["domain_checks_pass_rate"].score == 0.0  # nothing says the values are plausible
+    assert checks["domain_checks_pass_rate"].evidence == (
+        f"{decl.name} declares no domain checks (only not-null, type and identifier checks)"
+    )
+    assert checks["derived_checks_pass_rate"].evidence.endswith(
+        "15/16 checks derived from the columns passed; failed: gene_symbol.hgnc.symbol"
     )
     stored = spark.table("quality.readiness").filter(F.col("table_name") == decl.name).collect()
     assert len(stored) == len(card.checks) and {r.overall_score for r in stored} == {card.overall}

@@ -7,7 +7,9 @@ Four dimensions, each the mean of its applicable checks (0 to 1), every check wi
 - format: typed columnar (Delta), partitioned as declared, no numbers stored as strings;
 - semantic: gene identifiers valid Ensembl/HGNC, map keys (e.g. sample characteristics) within the
   controlled vocabulary the declaration names;
-- quality: expectation pass rate of the version's validation (validated first if it has none).
+- quality: pass rates of the version's validation (validated first if it has none), the domain checks
+  its declaration states apart from those derived from its columns (not-null, type, identifiers): a table
+  that declares no domain check scores 0 there, as nothing says its values are plausible.
 """
 
 from __future__ import annotations
@@ -280,18 +282,25 @@ def _quality(spark, settings: Settings, decl: TableDecl, version: int, card: Sco
 
     card.validation_id, _ = validation_of(spark, settings, decl.name, version, decl=decl)
     where = pads.field("validation_id") == card.validation_id
-    results = read_table(spark, RESULTS_TABLE, ["expectation_id", "success"], where).to_pylist()
-    ok = sum(1 for r in results if r["success"])
-    failed = [r["expectation_id"] for r in results if not r["success"]]
-    return [
-        Check(
-            "quality",
-            "expectation_pass_rate",
-            ok / len(results) if results else 0.0,
-            f"validation {card.validation_id}: {ok}/{len(results)} expectations passed"
-            + (f"; failed: {', '.join(sorted(failed))}" if failed else ""),
-        )
-    ]
+    results = read_table(spark, RESULTS_TABLE, ["expectation_id", "success", "origin"], where).to_pylist()
+    checks = []
+    for name, origin, what in (
+        ("domain_checks_pass_rate", "declared", "domain checks"),
+        ("derived_checks_pass_rate", "default", "checks derived from the columns"),
+    ):
+        mine = [r for r in results if r["origin"] == origin]
+        ok = sum(1 for r in mine if r["success"])
+        failed = sorted(r["expectation_id"] for r in mine if not r["success"])
+        if not mine:
+            evidence = f"{decl.name} declares no {what}" + (
+                " (only not-null, type and identifier checks)" if origin == "declared" else ""
+            )
+        else:
+            evidence = f"validation {card.validation_id}: {ok}/{len(mine)} {what} passed" + (
+                f"; failed: {', '.join(failed)}" if failed else ""
+            )
+        checks.append(Check("quality", name, ok / len(mine) if mine else 0.0, evidence))
+    return checks
 
 
 def write_report(settings: Settings, card: Scorecard) -> Path:
