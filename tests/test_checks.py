@@ -229,3 +229,42 @@ def test_a_version_validates_from_its_files_counts_and_falls_back_to_the_scan_on
     [between] = validation.failed
     assert between.expectation.id == "value.to_be_between" and between.unexpected_count == 1
     assert spark.table(decl.name).count() == 8
+
+
+def test_a_check_declared_after_a_file_landed_is_counted_from_that_file_once(
+    spark, settings, counted, tmp_path
+):
+    """A file written before a check existed (a column a later release adds, a check declared since) is
+    counted at validation from the columns the check reads, not scanned, and its counts are kept."""
+    import dataclasses
+
+    from lakehouse.quality.checks import CHECKS_TABLE
+    from lakehouse.quality.validate import validate_table
+
+    decl, target = counted
+    (tmp_path / "a.tsv").write_text("a")
+    _land(spark, settings, target, InputFile.of(tmp_path / "a.tsv"), [1, 2, 3], [0.1, 0.6, 0.9])
+    stricter = dataclasses.replace(
+        decl,
+        expectations=(
+            *decl.expectations,
+            {"type": "rows", "id": "value.small", "unexpected_where": "value > 0.95"},
+        ),
+    )
+    first = validate_table(spark, settings, decl.name, decl=stricter)
+    assert (first.engine, first.success) == ("counts", True)
+    stored = spark.table(CHECKS_TABLE).filter(
+        f"table_name = '{decl.name}' AND expectation_id = 'value.small'"
+    )
+    assert [(r.element_count, r.unexpected_count) for r in stored.collect()] == [(3, 0)]
+    again = validate_table(spark, settings, decl.name, decl=stricter)  # from the stored counts now
+    assert (again.engine, again.success) == ("counts", True) and stored.count() == 1
+    strictest = dataclasses.replace(
+        decl,
+        expectations=(
+            *decl.expectations,
+            {"type": "rows", "id": "value.tiny", "unexpected_where": "value > 0.5"},
+        ),
+    )
+    failed = validate_table(spark, settings, decl.name, decl=strictest)  # no landing quarantined those rows
+    assert failed.engine != "counts" and [r.unexpected_count for r in failed.failed] == [2]

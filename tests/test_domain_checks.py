@@ -91,6 +91,13 @@ def test_a_corrupted_gnomad_value_fails_its_check_and_is_quarantined_with_its_li
     ).to_pylist()
     mine = [q for q in held if q["reason"].startswith(f"expectation {check} failed")]
     assert [q["line_number"] for q in mine] == [line]
+    # The stored result names the same evidence: file, line and record first in its sample.
+    results = read_table(
+        spark, "quality.validation_results", ["expectation_id", "unexpected_count", "unexpected_sample"],
+        (pads.field("table_name") == "silver.gnomad_variants") & ~pads.field("success"),
+    ).to_pylist()  # fmt: skip
+    evidence = [json.loads(r["unexpected_sample"][0]) for r in results if r["expectation_id"] == check]
+    assert {(e["source_file"], e["line_number"]) for e in evidence} >= {(str(path), line)}
     assert (
         json.loads(mine[0]["record"])["pos"]
         == _rows(spark, "silver.gnomad_variants", str(path))[record]["pos"]

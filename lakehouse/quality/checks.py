@@ -470,6 +470,43 @@ def ledger_rows(target, files: Sequence, clashes: int | None, version: int, run_
     return pa.Table.from_pylist(rows, target.ledger.schema)
 
 
+def recountable(exp: Expectation) -> bool:
+    """Whether one file's rows decide `exp` (a key's uniqueness and another table's contents do not)."""
+    return countable(exp) or exp.type in SUMMED
+
+
+def needed_columns(exp: Expectation, names: Sequence[str]) -> list[str]:
+    """The columns of `names` that evaluating `exp` reads."""
+    k = exp.kwargs
+    wanted = [k.get("column"), k.get("column_A"), k.get("column_B"), *(k.get("group_by") or []),
+              *(k.get("columns") or []), "source_file"]  # fmt: skip
+    for text in (k.get("unexpected_where"), k.get("where")):
+        if text:
+            wanted += [c for c in names if re.search(rf"(?<![\w.]){re.escape(c)}(?!\w)", text)]
+    return [c for c in dict.fromkeys(wanted) if c and c in names]
+
+
+def file_counts(table, path: str, expectations: Sequence[Expectation]) -> dict[str, Count]:
+    """`expectations` counted on the rows of one live file of `table` (delta-rs), reading only the columns
+    they need; a column the file lacks reads as null, as every reader of the table sees it."""
+    dataset = table.to_pyarrow_dataset()
+    names = dataset.schema.names
+    columns = list(dict.fromkeys(c for e in expectations for c in needed_columns(e, names)))
+    return count(expectations, live_rows(table, [path], columns))
+
+
+def live_rows(table, paths: Iterable[str] | None, columns: Sequence[str]) -> pa.Table:
+    """`columns` of the live files of `table` (delta-rs) among `paths` (all when None), read through
+    delta-rs's dataset (its storage options, the partition values from the log)."""
+    dataset = table.to_pyarrow_dataset()
+    if paths is None:
+        return dataset.to_table(columns=list(columns))
+    wanted = {unquote(p) for p in paths}
+    fragments = [f for f in dataset.get_fragments() if any(unquote(f.path).endswith(p) for p in wanted)]
+    parts = [f.to_table(schema=dataset.schema, columns=list(columns)) for f in fragments]
+    return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(list(columns))
+
+
 @dataclass(frozen=True)
 class VersionTally:
     """What the stored counts say about one table version: per expectation id, the summed count, or the
@@ -481,11 +518,17 @@ class VersionTally:
 
 
 def version_tallies(
-    ledger, table, name: str, expectations: Sequence[Expectation], paths: Iterable[str] | None = None
+    ledger,
+    table,
+    name: str,
+    expectations: Sequence[Expectation],
+    paths: Iterable[str] | None = None,
+    recount: Callable[[str, list[Expectation]], dict[str, Count]] | None = None,
 ) -> VersionTally:
     """Sum the stored counts of the live files of `table` (a delta-rs table at one version), or of those
     among `paths`, for every expectation in `expectations`; `ledger` is the delta-rs `quality.file_checks`
-    table (or None)."""
+    table (or None). A file without a stored count of an expectation is counted by `recount(path,
+    expectations)` where given and the expectation is one a file's own rows decide (`recountable`)."""
     import pyarrow.dataset as pads
 
     from lakehouse.catalog import logged_rows
@@ -519,15 +562,21 @@ def version_tallies(
         if slot not in latest or row["checked_version"] > latest[slot]["checked_version"]:
             latest[slot] = row
     counts = {ident: Count() for ident in wanted}
+    by_id = {e.id: e for e in expectations}
     for path, records in zip(
         live.column("path").to_pylist(), live.column("num_records").to_pylist(), strict=True
     ):
         if records == 0:
             continue
+        lacking = [by_id[i] for i in wanted if (path, i) not in latest]
+        if lacking and (recount is None or not all(recountable(e) for e in lacking)):
+            return VersionTally(total, {}, f"{path} has no stored count of {lacking[0].id}")
+        for ident, found in (recount(path, lacking) if lacking else {}).items():
+            counts[ident].add(found)
         for ident in wanted:
             row = latest.get((path, ident))
             if row is None:
-                return VersionTally(total, {}, f"{path} has no stored count of {ident}")
+                continue
             counts[ident].add(
                 Count.stored(row["element_count"], row["unexpected_count"], row["missing_count"],
                              row["unexpected_sample"], ident in grouped)

@@ -40,7 +40,8 @@ check as they write (`quality.checks`); otherwise the validation reads the colum
       - {type: share_between, id: pass_share, where: "array_contains(filters, 'PASS')", min_value: 0.5, max_value: 1}
       - {type: expect_column_values_to_be_between, columns_matching: "^af_", min_value: 0, max_value: 1}
 
-`columns_matching` (a regular expression) declares one expectation per column whose name it finds, with
+`when_columns` makes a check apply only once the table holds those columns (fields only some releases
+have, such as gnomAD's AN_XX and AN_XY). `columns_matching` (a regular expression) declares one expectation per column whose name it finds, with
 the column in place of `column` and the column's name before the id (`af_afr_xx.af_groups`): per-group
 fields that a source adds to a table as it meets them (gnomAD's INFO fields) are checked as they appear.
 SQL (`unexpected_where`, `where`) is written so that both Spark and DuckDB read it (`quality.checks`
@@ -322,6 +323,9 @@ def declared_expectations(decl: TableDecl) -> list[Expectation]:
                 f"known: {sorted(KNOWN_TYPES)}"
             )
         pattern = raw.pop("columns_matching", None)
+        needs = raw.pop("when_columns", None)
+        if needs and not set(needs) <= set(decl.column_names):
+            continue  # a check of fields only some releases have, where the table holds none of those
         ident = raw.pop("id", None) or _default_id(kind, raw)
         description = raw.pop("description", "")
         if pattern is None:

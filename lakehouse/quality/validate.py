@@ -76,8 +76,10 @@ class Validation:
     # The expectations every live file carried counts of: the landing that made them quarantined the rows
     # they found violating (with their lines), so the scan's quarantine leaves those alone.
     flagged: frozenset = frozenset()
-    # group_sum_between id -> the groups outside its bounds (decided from the counts), to quarantine
-    groups: dict = field(default_factory=dict)
+    # expectation id -> the quarantine rows (BAD_COLUMNS) the validation found itself, reading what it
+    # checks: the groups a group_sum_between finds out of bounds, the rows values_in_table finds unreferenced
+    found: dict = field(default_factory=dict)
+    recounted: list = field(default_factory=list)  # (path, expectation, Count) counted by the validation
 
     @property
     def success(self) -> bool:
@@ -214,13 +216,28 @@ def from_counts(
         return None, nothing
     table = open_table(spark, decl.name, version)
     ledger = open_table(spark, CHECKS_TABLE)
+    recounted: list[tuple[str, Expectation, object]] = []
+
+    def recount(path: str, lacking: list[Expectation]) -> dict:
+        # A file written before a check existed (a column a later release added, a check declared since):
+        # its own rows are counted now, once, and the counts stored beside the others.
+        from lakehouse.quality.checks import file_counts
+
+        found = file_counts(table, path, lacking)
+        recounted.extend((path, e, found[e.id]) for e in lacking)
+        return found
+
     tally = version_tallies(
-        ledger, table, decl.name, [e for e in expectations if e.type not in (typed, REFERENCED, DRIFT)]
-    )
+        ledger, table, decl.name, [e for e in expectations if e.type not in (typed, REFERENCED, DRIFT)],
+        recount=recount,
+    )  # fmt: skip
     if tally.undecided:
         log.info("%s v%s: validated by scanning (%s)", decl.name, version, tally.undecided)
         return None, nothing
+    if any(found.unexpected for _, e, found in recounted if e.type != SHARE):  # no landing quarantined them
+        return None, nothing
     counts = dict(tally.counts)
+    found: dict[str, list[dict]] = {}
     decided = {e.id for e in expectations if e.type not in (typed, REFERENCED, DRIFT, *UNIQUE_TYPES)}
     for exp in expectations:
         if exp.type != REFERENCED:
@@ -229,20 +246,20 @@ def from_counts(
         if stored.undecided:  # no landing counted it: read the columns it checks
             from lakehouse.quality.checks import Count
 
-            counts[exp.id] = Count(tally.rows, _unreferenced_rows(spark, table, exp))
+            missing, found[exp.id] = _unreferenced_rows(spark, table, exp, decl)
+            counts[exp.id] = Count(tally.rows, missing)
+            decided.add(exp.id)  # its rows are quarantined from here, with their lines where stored
         else:
             counts[exp.id] = stored.counts[exp.id]
             decided.add(exp.id)
-    groups = {}
     for exp in expectations:
         if exp.type == GROUPED:
             from lakehouse.quality.checks import bad_groups
 
-            groups[exp.id] = bad_groups(exp, counts[exp.id].groups)
-            counts[exp.id].unexpected = len(groups[exp.id])
-            counts[exp.id].sample = [
-                json.dumps(g, default=str, sort_keys=True) for g in groups[exp.id][:SAMPLE_SIZE]
-            ]
+            groups = bad_groups(exp, counts[exp.id].groups)
+            found[exp.id] = _group_rows(decl.name, exp, groups)
+            counts[exp.id].unexpected = len(groups)
+            counts[exp.id].sample = [json.dumps(g, default=str, sort_keys=True) for g in groups[:SAMPLE_SIZE]]
     by_id = {e.id: e for e in expectations}
     drifts = {
         e.id: drift_result(spark, decl.name, version, e, ledger) for e in expectations if e.type == DRIFT
@@ -293,7 +310,8 @@ def from_counts(
         results,
         "counts",
         flagged=frozenset(decided),
-        groups=groups,
+        found=found,
+        recounted=recounted,
     )
     if any(not r.success for r in results if r.expectation.type == typed):
         return None, frozenset(decided)  # a stored type differs: the full evaluation says so in detail
@@ -366,7 +384,6 @@ def pa_paths(table) -> list[str]:
 def _column_stats(table, name: str, exp: Expectation, ledger, paths) -> tuple[int, dict[str, tuple]]:
     """(rows, {column: (sum, non-null values)}) over the live files of `table` (or those in `paths`)."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as pads
 
     from lakehouse.quality.checks import version_tallies
 
@@ -375,8 +392,9 @@ def _column_stats(table, name: str, exp: Expectation, ledger, paths) -> tuple[in
         if not tally.undecided:
             found = tally.counts[exp.id]
             return found.rows, {c: (s, n) for c, (s, n, _) in found.groups.items()}
-    uris = [u for u in table.file_uris() if paths is None or any(u.endswith(p) for p in paths)]
-    data = pads.dataset(uris, format="parquet").to_table(columns=list(exp.kwargs["columns"]))
+    from lakehouse.quality.checks import live_rows
+
+    data = live_rows(table, paths, list(exp.kwargs["columns"]))
     return data.num_rows, {
         c: (pc.sum(data.column(c)).as_py() or 0.0, pc.count(data.column(c)).as_py())
         for c in exp.kwargs["columns"]
@@ -394,10 +412,10 @@ def _is_share(expectations: list[Expectation], ident: str) -> bool:
     return any(e.id == ident and e.type == "share_between" for e in expectations)
 
 
-def _unreferenced_rows(spark, table, exp: Expectation) -> int:
-    """How many rows of `table` (delta-rs, one version) `values_in_table` finds no reference for, in the
-    current version of the reference table (none there when it does not exist): the columns the check
-    names are read, batch by batch."""
+def _unreferenced_rows(spark, table, exp: Expectation, decl: TableDecl) -> tuple[int, list[dict]]:
+    """(how many rows of `table` (delta-rs, one version) `values_in_table` finds no reference for in the
+    current version of the reference table (none there when it does not exist), those rows as quarantine
+    rows): the columns the check names are read batch by batch, and the rows' own only where some are."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -416,18 +434,38 @@ def _unreferenced_rows(spark, table, exp: Expectation) -> int:
         reference = None
     import pyarrow.dataset as pads
 
-    missing = 0
+    def unreferenced(rows: pa.Table) -> pa.ChunkedArray:
+        if reference is None:
+            return pc.is_valid(rows.column(k["column"]))
+        return reference_mask(exp, rows, reference)
+
     strings = [c for c in dict.fromkeys(mine) if c != (k.get("at_most") or {}).get("column")]
     read = pads.ParquetReadOptions(dictionary_columns=strings)  # repeated ids read once per page
-    for batch in table.to_pyarrow_dataset(parquet_read_options=read).to_batches(
-        columns=list(dict.fromkeys(mine))
-    ):
+    dataset = table.to_pyarrow_dataset(parquet_read_options=read)
+    missing = 0
+    for batch in dataset.to_batches(columns=list(dict.fromkeys(mine))):
+        missing += pc.sum(unreferenced(pa.Table.from_batches([batch]))).as_py() or 0
+    if not missing:
+        return 0, []
+    from lakehouse.landing import FLAGGED_PER_TASK
+
+    names = set(dataset.schema.names)
+    shown = [c for c in dict.fromkeys([*decl.primary_key, *mine]) if c in names]
+    located = [c for c in ("source_file", "source_sha256", "line_number") if c in names]
+    found = []
+    for batch in dataset.to_batches(columns=list(dict.fromkeys([*shown, *located]))):
         rows = pa.Table.from_batches([batch])
-        if reference is None:
-            missing += rows.num_rows - rows.column(k["column"]).null_count
-        else:
-            missing += pc.sum(reference_mask(exp, rows, reference)).as_py() or 0
-    return missing
+        hits = rows.filter(unreferenced(rows)).slice(0, FLAGGED_PER_TASK - len(found))
+        for row in hits.to_pylist():
+            found.append(
+                {"table_name": decl.name, "source_file": row.get("source_file"),
+                 "source_sha256": row.get("source_sha256"), "line_number": row.get("line_number"),
+                 "record": json.dumps({c: row[c] for c in shown}, default=str, sort_keys=True),
+                 "reason": exp.violation()}
+            )  # fmt: skip
+        if len(found) >= FLAGGED_PER_TASK:
+            break
+    return missing, found
 
 
 def unexpected_rows(spark, frame: DataFrame, expectation: Expectation) -> DataFrame | None:
@@ -748,6 +786,8 @@ def _store(spark, settings: Settings, validations: list[Validation], run: Ingest
     failed validation into quarantine."""
     decl = declaration(RESULTS_TABLE, settings.schemas_dir)
     now = utcnow()
+    for validation in validations:
+        _attach_evidence(spark, validation)
     rows = [
         {
             "validation_id": validation.validation_id,
@@ -782,20 +822,82 @@ def _store(spark, settings: Settings, validations: list[Validation], run: Ingest
         target = Target.of(spark, decl)
         version, _ = append(target, pa.Table.from_pylist(rows, target.schema), metadata=run.commit_metadata())
         run.record_target(RESULTS_TABLE, version, decl)
+    _store_recounts(spark, settings, validations, run)
     for validation in validations:
-        if not validation.success:
+        if validation.found or not validation.success:  # a tolerated check (mostly) still shows its rows
             _quarantine_violations(spark, validation, run)
+        if not validation.success:
             run.failed.append(
                 f"{validation.table} v{validation.version}: validation {validation.validation_id} failed: "
                 + ", ".join(evidence(spark, validation.validation_id))
             )
 
 
+def _attach_evidence(spark, validation: Validation) -> None:
+    """Put, first in each failed result's sample, up to EVIDENCE of its rows as the quarantine holds them
+    (source file, line, record): those the landing flagged, and those the validation found itself."""
+    import pyarrow.dataset as pads
+
+    from lakehouse.landing import read_table
+    from lakehouse.quality.quarantine import QUARANTINE_TABLE
+
+    failed = [r for r in validation.results if not r.success and r.expectation.row_level]
+    flagged = [
+        r
+        for r in failed
+        if r.expectation.id in validation.flagged and r.expectation.id not in validation.found
+    ]
+    held = None
+    if flagged and table_exists(spark, QUARANTINE_TABLE):
+        reasons = [r.expectation.violation() for r in flagged]
+        held = read_table(
+            spark, QUARANTINE_TABLE, ["source_file", "line_number", "record", "reason"],
+            (pads.field("table_name") == validation.table) & pads.field("reason").isin(reasons),
+        ).to_pylist()  # fmt: skip
+    for result in failed:
+        if result.expectation.id in validation.found:
+            rows = validation.found[result.expectation.id]
+        else:
+            rows = [q for q in held or [] if q["reason"] == result.expectation.violation()]
+        rows = sorted(rows, key=lambda q: (q["source_file"] or "", q["line_number"] or 0))[:EVIDENCE]
+        shown = [json.dumps({k: q[k] for k in ("source_file", "line_number", "record")}) for q in rows]
+        result.unexpected_sample = (shown + result.unexpected_sample)[:SAMPLE_SIZE]
+
+
+def _store_recounts(spark, settings: Settings, validations: list[Validation], run: IngestRun) -> None:
+    """The counts a validation made of files that had none (`from_counts`), into `quality.file_checks`."""
+    import pyarrow as pa
+
+    from lakehouse.landing import Target, append
+    from lakehouse.quality.checks import CHECKS_TABLE, signature
+
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {"table_name": v.table, "path": path, "expectation_id": exp.id, "signature": signature(exp),
+         "checked_version": v.version, "element_count": found.rows, "unexpected_count": found.unexpected,
+         "missing_count": found.missing, "unexpected_sample": found.stored_sample(), "ingest_run_id": run.run_id,
+         "checked_at": now}
+        for v in validations
+        for path, exp, found in v.recounted
+    ]  # fmt: skip
+    if rows:
+        target = Target.of(spark, declaration(CHECKS_TABLE, settings.schemas_dir), ledger=False)
+        append(target, pa.Table.from_pylist(rows, target.schema), metadata=run.commit_metadata())
+
+
 def _quarantine_violations(spark, validation: Validation, run: IngestRun) -> None:
-    from lakehouse.quality.quarantine import quarantine
+    import pyarrow as pa
+
+    from lakehouse.quality.quarantine import BAD_COLUMNS, quarantine, quarantine_rows
 
     read = lambda: spark.read.option("versionAsOf", validation.version).table(validation.table)
-    for result in validation.failed:
+    for result in validation.results:
+        if result.expectation.id in validation.found:
+            rows = pa.Table.from_pylist(validation.found[result.expectation.id], _bad_schema())
+            validation.quarantined += quarantine_rows(spark, run, rows.select(list(BAD_COLUMNS)))
+            continue
+        if result.success:
+            continue
         if result.expectation.type == "group_sum_between":
             validation.quarantined += _quarantine_groups(spark, validation, result.expectation, read, run)
             continue
@@ -819,36 +921,39 @@ def _quarantine_violations(spark, validation: Validation, run: IngestRun) -> Non
 def _quarantine_groups(
     spark, validation: Validation, exp: Expectation, read: Callable[[], DataFrame], run: IngestRun
 ) -> int:
-    """One quarantine record per group a `group_sum_between` check found outside its bounds (its key, sum
-    and count of values; its file, no line: the whole group is the evidence)."""
+    """One quarantine record per group a `group_sum_between` check found outside its bounds, found by a
+    Spark scan (`_group_rows`)."""
     import pyarrow as pa
 
     from lakehouse.quality.quarantine import quarantine_rows
 
-    if exp.id in validation.groups:
-        found = validation.groups[exp.id]
-    else:
-        keys = list(exp.kwargs["group_by"])
-        found = [
-            {
-                "key": [r[c] for c in keys],
-                "sum": r["total"],
-                "values": r["n"],
-                "source_file": r["source_file"],
-            }
-            for r in unexpected_rows(spark, read(), exp).collect()
-        ]
+    keys = list(exp.kwargs["group_by"])
+    found = [
+        {"key": [r[c] for c in keys], "sum": r["total"], "values": r["n"], "source_file": r["source_file"]}
+        for r in unexpected_rows(spark, read(), exp).collect()
+    ]
+    rows = _group_rows(validation.table, exp, found)
+    return quarantine_rows(spark, run, pa.Table.from_pylist(rows, _bad_schema()))
+
+
+def _bad_schema():
+    import pyarrow as pa
+
+    return pa.schema([("table_name", pa.string()), ("source_file", pa.string()), ("source_sha256", pa.string()),
+                      ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string())])  # fmt: skip
+
+
+def _group_rows(table: str, exp: Expectation, groups: list[dict]) -> list[dict]:
+    """Quarantine rows of the groups a `group_sum_between` check found outside its bounds: the group's key,
+    sum and count of values, and its file (no line: the whole group is the evidence)."""
     reason = exp.violation()
-    rows = [
-        {"table_name": validation.table, "source_file": g["source_file"], "source_sha256": None, "line_number": None,
+    return [
+        {"table_name": table, "source_file": g["source_file"], "source_sha256": None, "line_number": None,
          "record": json.dumps({**dict(zip(exp.kwargs["group_by"], g["key"], strict=True)),
                                f"sum({exp.kwargs['column']})": g["sum"], "values": g["values"]}, default=str),
          "reason": reason}
-        for g in found
+        for g in groups
     ]  # fmt: skip
-    schema = pa.schema([("table_name", pa.string()), ("source_file", pa.string()), ("source_sha256", pa.string()),
-                        ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string())])  # fmt: skip
-    return quarantine_rows(spark, run, pa.Table.from_pylist(rows, schema))
 
 
 def stored_results(spark, tables: list[str], columns: list[str]):

@@ -110,17 +110,31 @@ def _hist(rng: random.Random, n: int) -> str:
 _GROUP_FIELD = re.compile(r"^(AC|AF|AN|nhomalt)(_.*)?$")
 
 
-def _group_values(rng: random.Random, k: int, scale: float = 1.0) -> dict[str, list[str]]:
+def _group_values(
+    rng: random.Random, k: int, scale: float = 1.0, an: int | None = None
+) -> dict[str, list[str]]:
     """One group's AC, AF, AN and nhomalt as a real release has them: AC <= AN, AF = AC/AN (absent where
     AN = 0), nhomalt <= AC/2. `scale` multiplies every AC (and so AF) and draws the same random numbers
     whatever its value, so one seed gives the same sites at another scale."""
-    an = rng.randint(0, 150000)
+    drawn = rng.randint(0, 150000)
+    an = drawn if an is None else an
     acs = [round(min(an, rng.choice((0, 0, 1, 2, rng.randint(0, 5000)))) * scale) for _ in range(k)]
     values = {"AN": [str(an)], "AC": [str(ac) for ac in acs]}
     values["nhomalt"] = [str(int(rng.random() * (ac // 2 + 1))) for ac in acs]
     if an:
         values["AF"] = [f"{ac / an:.6g}" for ac in acs]
     return values
+
+
+def _sex_share(rng: random.Random, groups: dict, suffix: str) -> int | None:
+    """AN of an XX or XY group: XX and XY samples partition their group, so AN_XX + AN_XY = AN."""
+    base = suffix.removesuffix("_XX").removesuffix("_XY")
+    share = rng.random()
+    if base == suffix or base not in groups:
+        return None
+    total = int(groups[base]["AN"][0])
+    xx = int(total * share)
+    return xx if suffix.endswith("_XX") else total - int(groups[base + "_XX"]["AN"][0])
 
 
 def _info_body(rng: random.Random, ref: str, alts: list[str], pos: int, scale: float = 1.0) -> str:
@@ -132,7 +146,7 @@ def _info_body(rng: random.Random, ref: str, alts: list[str], pos: int, scale: f
         if field:
             kind_of, suffix = field.group(1), field.group(2) or ""
             if suffix not in groups:
-                groups[suffix] = _group_values(rng, k, scale)
+                groups[suffix] = _group_values(rng, k, scale, _sex_share(rng, groups, suffix))
             if kind_of in groups[suffix]:
                 values = groups[suffix][kind_of] * (k if kind_of == "AN" and number == "A" else 1)
                 parts.append(f"{info_id}={','.join(values)}")  # AN_grpmax is per allele (Number=A)
