@@ -861,10 +861,12 @@ def check_keys(targets: Iterable[Target], written: Written) -> None:
 
 
 def transaction_id(table: str, sources) -> str:
-    """`commit`'s app_id for `table` and a set of input files: the same files, the same id."""
+    """`commit`'s app_id for `table` and a set of input files: the same files (path and content), the same
+    id. The path counts: a copy of a file landed from another path (another release name, a corrected
+    file landed where a bad one was) is another landing."""
     import hashlib
 
-    digest = hashlib.sha256("\n".join(sorted(s.sha256 for s in sources)).encode()).hexdigest()
+    digest = hashlib.sha256("\n".join(sorted(f"{s.path}\t{s.sha256}" for s in sources)).encode()).hexdigest()
     return f"{table}:{digest}"
 
 
@@ -930,6 +932,7 @@ def commit(
             _count(target, table, files, rewritten, {r.path for r in removes}, run, replace)
         _write(table, target, [*adds, *(_add(f, now) for f in rewritten), *removes], metadata, transactions)
         run.count_written(target.name, sum(f.rows for f in files))
+        run.record_files(target.name, [f.path for f in files])
         quarantine_flagged(run, files, first_line)
         failpoint(f"after-commit:{target.name}")
         return _recorded(table, target, run, metadata)

@@ -92,6 +92,7 @@ class IngestRun:
     validate: bool = True
     validations: list = field(default_factory=list)  # the versions validated as the run closed
     failed: list[str] = field(default_factory=list)  # every failed validation the run stored, with evidence
+    added_files: dict[str, list[str]] = field(default_factory=dict)  # table -> data files it committed
     declarations: dict = field(default_factory=dict)  # table -> TableDecl used for its writes
     commit_seconds: dict[str, float] = field(default_factory=dict)  # table -> seconds from start to commit
     table_rows: dict[str, int] = field(default_factory=dict)  # table -> rows this run committed to it
@@ -152,6 +153,10 @@ class IngestRun:
         self.commit_seconds[table] = time.monotonic() - self._clock
         if decl is not None:
             self.declarations[table] = decl
+
+    def record_files(self, table: str, paths: list[str]) -> None:
+        """The data files this run committed to `table` (what its own rows are, for the gate)."""
+        self.added_files.setdefault(table, []).extend(paths)
 
     def count_written(self, table: str, rows: int) -> None:
         """`rows` committed to `table`: in the run's total and in the table's own count."""

@@ -86,7 +86,7 @@ def test_validate_lists_the_declared_domain_checks_of_a_version(landed):
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     declared = [r["expectation"] for r in results if r["origin"] == "declared"]
-    assert declared[:3] == ["af.frequency", "ac.at_most_an", "af.is_ac_over_an"]
+    assert declared[0] == "af.frequency" and {"ac.at_most_an", "af.is_ac_over_an"} <= set(declared)
     assert {"contig.in_header", "filters.in_header", "af_afr.frequency", "af_nfe_xx.frequency"} <= set(
         declared
     )

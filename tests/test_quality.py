@@ -153,7 +153,8 @@ def test_corrupted_input_fails_quarantines_exactly_the_offending_rows_and_blocks
     build_gold(good_version)
     gold_version = current_version(spark, gold)
     with pytest.raises(
-        ValidationFailed, match=r"af.to_be_between \(1\).*primary_key.unique \(2\).*rsid.dbsnp.rsid \(1\)"
+        ValidationFailed,
+        match=r"af.to_be_between \(1 unexpected: .*primary_key.unique \(2 unexpected.*rsid.dbsnp.rsid \(1 unexpected: ",
     ):
         build_gold(bad_version)
     assert current_version(spark, gold) == gold_version

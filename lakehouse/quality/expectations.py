@@ -30,7 +30,8 @@ holds no row for is not judged: a file whose header declares no contigs constrai
 `drift` compares a version with the previous version that passed validation: the rows the new version
 added against all rows of that one, per column in `columns`, by mean (`max_mean_change`, relative) and
 null share (`max_null_share_change`, absolute), and the table's row count (`max_row_change`, relative);
-not where either side has fewer than `min_rows` rows.
+not where either side has fewer than `min_rows` rows. With `by`, rows are compared within each value of
+those columns (a genomes release with genomes, not with exomes), told from the log per file.
 It catches what no single row shows: a release landed in the wrong units or on the wrong build.
 
 `group_sum_between` bounds the sum of a column over each group of rows (each file's TPM sums to 10⁶);

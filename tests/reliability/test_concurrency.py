@@ -71,6 +71,7 @@ GNOMAD_TABLES = (
     "gold.gnomad_population_frequencies",
     "meta.vcf_fields",
     "meta.vcf_headers",
+    "meta.vcf_header_ids",
     "meta.ingest_runs",
     "quality.file_checks",
     "quality.validation_results",

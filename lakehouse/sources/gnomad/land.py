@@ -31,6 +31,7 @@ from lakehouse.landing import (
     commit,
     evolve,
     land_rows,
+    transaction_id,
     write_pieces,
 )
 from lakehouse.quality.quarantine import quarantine_rows
@@ -345,7 +346,11 @@ def land_file(
             "first_line": lambda piece: offsets[piece[0]],
         }  # fmt: skip
         commit(
-            variants, written.files.get(VARIANTS, []), run, app_id=f"{VARIANTS}:{source.sha256}", **idempotent
+            variants,
+            written.files.get(VARIANTS, []),
+            run,
+            app_id=transaction_id(VARIANTS, [source]),
+            **idempotent,
         )
         _quarantine(spark, run, source, reported, offsets)  # after the rows it stands beside, as before
         gate_versions(spark, settings, run, [VARIANTS])  # gold only from a validated silver version
@@ -353,7 +358,7 @@ def land_file(
             frequencies,
             written.files.get(FREQUENCIES, []),
             run,
-            app_id=f"{FREQUENCIES}:{source.sha256}",
+            app_id=transaction_id(FREQUENCIES, [source]),
             **idempotent,
         )
         fields = Target.of(spark, declaration(FIELDS, schemas_dir))
