@@ -879,7 +879,7 @@ def _store(spark, settings: Settings, validations: list[Validation], run: Ingest
         run.record_target(RESULTS_TABLE, version, decl)
     _store_recounts(spark, settings, validations, run)
     for validation in validations:
-        if validation.found or not validation.success:  # a tolerated check (mostly) still shows its rows
+        if not validation.success:
             _quarantine_violations(spark, validation, run)
         if not validation.success:
             run.failed.append(
@@ -946,12 +946,10 @@ def _quarantine_violations(spark, validation: Validation, run: IngestRun) -> Non
     from lakehouse.quality.quarantine import BAD_COLUMNS, quarantine, quarantine_rows
 
     read = lambda: spark.read.option("versionAsOf", validation.version).table(validation.table)
-    for result in validation.results:
+    for result in validation.failed:  # a check passing within its `mostly` is reported, not quarantined
         if result.expectation.id in validation.found:
             rows = pa.Table.from_pylist(validation.found[result.expectation.id], _bad_schema())
             validation.quarantined += quarantine_rows(spark, run, rows.select(list(BAD_COLUMNS)))
-            continue
-        if result.success:
             continue
         if result.expectation.type == "group_sum_between":
             validation.quarantined += _quarantine_groups(spark, validation, result.expectation, read, run)
