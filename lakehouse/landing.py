@@ -945,7 +945,7 @@ def quarantine_flagged(
 ) -> int:
     """Quarantine the rows of `files` that their tasks found violating an expectation, once; line numbers
     counted within a piece are made lines of the file by `first_line`."""
-    from lakehouse.quality.quarantine import BAD_COLUMNS, quarantine_rows
+    from lakehouse.quality.quarantine import bad_rows, quarantine_rows
 
     flagged = [row for f in files if f.flagged for row in json.loads(f.flagged)]
     if not flagged or not run.validate:  # no gate (tests, benchmarks): no gate's quarantine either
@@ -953,14 +953,7 @@ def quarantine_flagged(
     for row in flagged:
         if first_line is not None and row[LINE] is not None:
             row[LINE] += first_line(row["piece"])
-    schema = pa.schema([(c, _BAD_TYPES[c]) for c in BAD_COLUMNS])
-    return quarantine_rows(
-        run.spark, run, pa.Table.from_pylist([{c: r[c] for c in BAD_COLUMNS} for r in flagged], schema)
-    )
-
-
-_BAD_TYPES = {"table_name": pa.string(), "source_file": pa.string(), "source_sha256": pa.string(),
-              LINE: pa.int64(), "record": pa.string(), "reason": pa.string()}  # fmt: skip
+    return quarantine_rows(run.spark, run, bad_rows(flagged))
 
 
 def _write(table, target: Target, actions: list, metadata: str | None, transactions=()) -> None:

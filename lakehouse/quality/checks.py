@@ -157,31 +157,25 @@ def unexpected_mask(
 def reference_mask(exp: Expectation, table: pa.Table, reference: pa.Table) -> pa.ChunkedArray:
     """The rows of `table` whose value (an element of it, with `element`) is not found in `reference` as
     `values_in_table` declares it (`expectations.py`): the same rows as its SQL selects."""
-    from lakehouse.landing import plain_type
-
     k = exp.kwargs
     match = dict(k.get("match") or {})
     bound = k.get("at_most")
     for column, value in (k.get("table_filter") or {}).items():
         reference = reference.filter(pc.equal(reference.column(column), pa.scalar(value)))
-
-    def plain(column):
-        return column.cast(plain_type(column.type)) if pa.types.is_dictionary(column.type) else column
-
     rows = np.arange(table.num_rows)
     values = table.column(k["column"])
     if k.get("element"):
         values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
         rows = np.asarray(pc.list_parent_indices(values))
         values = pc.list_flatten(values)
-    left = {"_row": pa.array(rows), "_v": plain(values)}
+    left = {"_row": pa.array(rows), "_v": _plain(values)}
     right = {
-        "_v": plain(reference.column(k["table_column"])),
+        "_v": _plain(reference.column(k["table_column"])),
         "_hit": pa.repeat(pa.scalar(True), reference.num_rows),
     }
     for n, (mine, theirs) in enumerate(match.items()):
-        left[f"_m{n}"] = plain(table.column(mine)).take(pa.array(rows))
-        right[f"_m{n}"] = plain(reference.column(theirs)).cast(left[f"_m{n}"].type)
+        left[f"_m{n}"] = _plain(table.column(mine)).take(pa.array(rows))
+        right[f"_m{n}"] = _plain(reference.column(theirs)).cast(left[f"_m{n}"].type)
     if bound:
         left["_x"] = table.column(bound["column"]).take(pa.array(rows))
         right["_b"] = reference.column(bound["table_column"])
@@ -220,9 +214,12 @@ def sample_columns(exp: Expectation, table: pa.Table) -> list[str]:
         return [k["column"], bound["column"]] if bound else [k["column"]]
     if "columns" in k:
         return list(k["columns"])
-    text = k.get("unexpected_where", "")
-    named = [c for c in table.column_names if re.search(rf"(?<![\w.]){re.escape(c)}(?!\w)", text)]
-    return named or table.column_names[:8]
+    return _named_in(k.get("unexpected_where", ""), table.column_names) or table.column_names[:8]
+
+
+def _named_in(sql: str, names: Sequence[str]) -> list[str]:
+    """The columns among `names` that `sql` refers to (as a whole word, not a qualified name's tail)."""
+    return [c for c in names if re.search(rf"(?<![\w.]){re.escape(c)}(?!\w)", sql)]
 
 
 @dataclass
@@ -482,29 +479,31 @@ def needed_columns(exp: Expectation, names: Sequence[str]) -> list[str]:
               *(k.get("columns") or []), "source_file"]  # fmt: skip
     for text in (k.get("unexpected_where"), k.get("where")):
         if text:
-            wanted += [c for c in names if re.search(rf"(?<![\w.]){re.escape(c)}(?!\w)", text)]
+            wanted += _named_in(text, names)
     return [c for c in dict.fromkeys(wanted) if c and c in names]
 
 
 def file_counts(table, path: str, expectations: Sequence[Expectation]) -> dict[str, Count]:
     """`expectations` counted on the rows of one live file of `table` (delta-rs), reading only the columns
     they need; a column the file lacks reads as null, as every reader of the table sees it."""
-    dataset = table.to_pyarrow_dataset()
-    names = dataset.schema.names
+    names = [f.name for f in table.schema().fields]
     columns = list(dict.fromkeys(c for e in expectations for c in needed_columns(e, names)))
-    return count(expectations, live_rows(table, [path], columns))
+    return count(expectations, live_rows(table.to_pyarrow_dataset(), [path], columns))
 
 
-def live_rows(table, paths: Iterable[str] | None, columns: Sequence[str]) -> pa.Table:
-    """`columns` of the live files of `table` (delta-rs) among `paths` (all when None), read through
-    delta-rs's dataset (its storage options, the partition values from the log)."""
-    dataset = table.to_pyarrow_dataset()
-    if paths is None:
-        return dataset.to_table(columns=list(columns))
+def live_files(dataset, paths: Iterable[str]):
+    """The part of `dataset` (delta-rs's dataset of a version) holding the live files among `paths`."""
+    import pyarrow.dataset as pads
+
     wanted = {unquote(p) for p in paths}
     fragments = [f for f in dataset.get_fragments() if any(unquote(f.path).endswith(p) for p in wanted)]
-    parts = [f.to_table(schema=dataset.schema, columns=list(columns)) for f in fragments]
-    return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(list(columns))
+    return pads.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+
+
+def live_rows(dataset, paths: Iterable[str] | None, columns: Sequence[str]) -> pa.Table:
+    """`columns` of delta-rs's dataset of a version (its storage options, the partition values from the
+    log), of the live files among `paths` only when given."""
+    return (dataset if paths is None else live_files(dataset, paths)).to_table(columns=list(columns))
 
 
 @dataclass(frozen=True)

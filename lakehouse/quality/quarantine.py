@@ -15,6 +15,17 @@ from lakehouse.runs import IngestRun
 
 QUARANTINE_TABLE = "quality.quarantine"
 BAD_COLUMNS = ("table_name", "source_file", "source_sha256", "line_number", "record", "reason")
+BAD_SCHEMA = pa.schema(
+    [("table_name", pa.string()), ("source_file", pa.string()), ("source_sha256", pa.string()),
+     ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string())]
+)  # fmt: skip
+
+
+def bad_rows(rows: list[dict]) -> pa.Table:
+    """Quarantine rows (dicts holding at least BAD_COLUMNS) as the table `quarantine_rows` takes."""
+    return pa.Table.from_pylist([{c: r.get(c) for c in BAD_COLUMNS} for r in rows], BAD_SCHEMA)
+
+
 ONCE = ["table_name", "source_sha256", "line_number", "reason", "record"]
 
 

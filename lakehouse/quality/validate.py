@@ -255,11 +255,10 @@ def from_counts(
             from lakehouse.quality.checks import Count
 
             missing, rows_found[exp.id] = _unreferenced_rows(spark, table, exp, decl, paths)
-            counts[exp.id] = Count(tally.rows, missing)
-            decided.add(exp.id)  # its rows are quarantined from here, with their lines where stored
+            counts[exp.id] = Count(tally.rows, missing)  # its rows are quarantined from here
         else:
             counts[exp.id] = stored.counts[exp.id]
-            decided.add(exp.id)
+        decided.add(exp.id)
     for exp in expectations:
         if exp.type == GROUPED:
             from lakehouse.quality.checks import bad_groups
@@ -278,7 +277,7 @@ def from_counts(
     }
     failing = {
         i for i, c in counts.items()
-        if not _is_share(expectations, i) and not by_id[i].tolerates(c.unexpected, c.rows - c.missing)
+        if by_id[i].type != SHARE and not by_id[i].tolerates(c.unexpected, c.rows - c.missing)
     }  # fmt: skip
     if failing - decided:
         return None, frozenset(decided)
@@ -439,7 +438,7 @@ def _column_stats(table, name: str, exp: Expectation, ledger, paths) -> tuple[in
             return found.rows, {c: (s, n) for c, (s, n, _) in found.groups.items()}
     from lakehouse.quality.checks import live_rows
 
-    data = live_rows(table, paths, list(exp.kwargs["columns"]))
+    data = live_rows(table.to_pyarrow_dataset(), paths, list(exp.kwargs["columns"]))
     return data.num_rows, {
         c: (pc.sum(data.column(c)).as_py() or 0.0, pc.count(data.column(c)).as_py())
         for c in exp.kwargs["columns"]
@@ -451,10 +450,6 @@ def _previous_passed(spark, name: str, version: int) -> int | None:
     rows = [] if found is None else found.to_pylist()
     return max((r["table_version"] for r in rows if r["validation_success"] and r["table_version"] < version),
                default=None)  # fmt: skip
-
-
-def _is_share(expectations: list[Expectation], ident: str) -> bool:
-    return any(e.id == ident and e.type == "share_between" for e in expectations)
 
 
 def _unreferenced_rows(
@@ -490,13 +485,9 @@ def _unreferenced_rows(
     read = pads.ParquetReadOptions(dictionary_columns=strings)  # repeated ids read once per page
     dataset = table.to_pyarrow_dataset(parquet_read_options=read)
     if paths is not None:
-        from urllib.parse import unquote
+        from lakehouse.quality.checks import live_files
 
-        wanted = {unquote(p) for p in paths}
-        dataset = pads.FileSystemDataset(
-            [f for f in dataset.get_fragments() if any(unquote(f.path).endswith(p) for p in wanted)],
-            dataset.schema, dataset.format, dataset.filesystem,
-        )  # fmt: skip
+        dataset = live_files(dataset, paths)
     missing = 0
     for batch in dataset.to_batches(columns=list(dict.fromkeys(mine))):
         missing += pc.sum(unreferenced(pa.Table.from_batches([batch]))).as_py() or 0
@@ -881,7 +872,6 @@ def _store(spark, settings: Settings, validations: list[Validation], run: Ingest
     for validation in validations:
         if not validation.success:
             _quarantine_violations(spark, validation, run)
-        if not validation.success:
             run.failed.append(
                 f"{validation.table} v{validation.version}: validation {validation.validation_id} failed: "
                 + ", ".join(evidence(spark, validation.validation_id))
@@ -941,15 +931,13 @@ def _store_recounts(spark, settings: Settings, validations: list[Validation], ru
 
 
 def _quarantine_violations(spark, validation: Validation, run: IngestRun) -> None:
-    import pyarrow as pa
-
-    from lakehouse.quality.quarantine import BAD_COLUMNS, quarantine, quarantine_rows
+    from lakehouse.quality.quarantine import bad_rows, quarantine, quarantine_rows
 
     read = lambda: spark.read.option("versionAsOf", validation.version).table(validation.table)
     for result in validation.failed:  # a check passing within its `mostly` is reported, not quarantined
         if result.expectation.id in validation.found:
-            rows = pa.Table.from_pylist(validation.found[result.expectation.id], _bad_schema())
-            validation.quarantined += quarantine_rows(spark, run, rows.select(list(BAD_COLUMNS)))
+            rows = bad_rows(validation.found[result.expectation.id])
+            validation.quarantined += quarantine_rows(spark, run, rows)
             continue
         if result.expectation.type == "group_sum_between":
             validation.quarantined += _quarantine_groups(spark, validation, result.expectation, read, run)
@@ -976,9 +964,7 @@ def _quarantine_groups(
 ) -> int:
     """One quarantine record per group a `group_sum_between` check found outside its bounds, found by a
     Spark scan (`_group_rows`)."""
-    import pyarrow as pa
-
-    from lakehouse.quality.quarantine import quarantine_rows
+    from lakehouse.quality.quarantine import bad_rows, quarantine_rows
 
     keys = list(exp.kwargs["group_by"])
     found = [
@@ -986,14 +972,7 @@ def _quarantine_groups(
         for r in unexpected_rows(spark, read(), exp).collect()
     ]
     rows = _group_rows(validation.table, exp, found)
-    return quarantine_rows(spark, run, pa.Table.from_pylist(rows, _bad_schema()))
-
-
-def _bad_schema():
-    import pyarrow as pa
-
-    return pa.schema([("table_name", pa.string()), ("source_file", pa.string()), ("source_sha256", pa.string()),
-                      ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string())])  # fmt: skip
+    return quarantine_rows(spark, run, bad_rows(rows))
 
 
 def _group_rows(table: str, exp: Expectation, groups: list[dict]) -> list[dict]:
