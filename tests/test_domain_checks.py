@@ -293,3 +293,23 @@ def test_a_release_in_the_wrong_units_fails_the_gate_on_drift_naming_af(spark, s
         require_passed(spark, settings, gold, result.versions[gold])
     fresh = write_gnomad_vcf(tmp_path / "fresh.vcf.bgz", records=300, seed=6)
     assert land_file(spark, settings, fresh, release="v4.1-drift-fresh", dataset="genomes").failed == ()
+
+
+def test_per_release_fields_are_checked_only_where_the_table_holds_them():
+    """`when_columns` and `columns_matching` follow the table's columns: a v2-only table has no XX/XY
+    partition check, one holding v4's fields has it, and every per-group AF column gets its own check."""
+    from lakehouse.quality.expectations import suite_for
+    from lakehouse.schemas import declaration, with_stored_columns
+    from lakehouse.settings import Settings
+
+    decl = declaration("silver.gnomad_variants", Settings.load().schemas_dir)
+    v2 = {e.id for e in suite_for(with_stored_columns(decl, [("an_female", "int"), ("an_male", "int")]))}
+    v4 = {
+        e.id
+        for e in suite_for(
+            with_stored_columns(decl, [("an_xx", "int"), ("an_xy", "int"), ("af_afr_xx", "double")])
+        )
+    }
+    assert "an.sexes_partition_v2" in v2 and "an.sexes_partition" not in v2
+    assert "an.sexes_partition" in v4 and "an.sexes_partition_v2" not in v4
+    assert "af_afr_xx.frequency" in v4 and "af_afr_xx.frequency" not in v2

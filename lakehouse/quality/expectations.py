@@ -10,9 +10,13 @@ Declared expectations in `schemas/<layer>/<table>.yaml`::
 
     expectations:
       - {type: expect_column_values_to_be_between, column: af, min_value: 0, max_value: 1}
+      - {type: expect_column_values_to_be_between, id: frequency, columns_matching: "^af_", min_value: 0,
+         max_value: 1}
       - {type: expect_column_pair_values_a_to_be_greater_than_b, column_A: an, column_B: ac, or_equal: true}
       - {type: rows, id: survival_non_negative, description: "survival days >= 0 where the event is death",
          unexpected_where: "death_event AND overall_survival_days < 0"}
+      - {type: rows, id: an.sexes_partition, when_columns: [an_xx, an_xy], unexpected_where: "an_xx + an_xy > an"}
+      - {type: share_between, id: pass_share, where: "array_contains(filters, 'PASS')", min_value: 0.5, max_value: 1}
       - {type: values_in_table, column: sample_barcode, table: silver.tcga_samples, table_column: barcode}
       - {type: values_in_table, column: filters, element: true, table: meta.vcf_header_ids, table_column: id,
          match: {source_sha256: source_sha256}, table_filter: {kind: FILTER}}
@@ -20,33 +24,36 @@ Declared expectations in `schemas/<layer>/<table>.yaml`::
          match: {source_sha256: source_sha256}, table_filter: {kind: contig},
          at_most: {column: pos, table_column: length}}
       - {type: group_sum_between, column: tpm_unstranded, group_by: [file_name], min_value: 999000, max_value: 1001000}
+      - {type: drift, columns: [af, an], by: [dataset, genome_build], max_mean_change: 0.3, min_rows: 1000}
+
+SQL (`unexpected_where`, `where`) is written so that both Spark and DuckDB read it (`quality.checks` counts
+it on the rows a landing writes). `mostly` (as in GX: the share of judged rows that must pass) lets a check
+report rows without failing.
+
+`columns_matching` (a regular expression) declares one expectation per column whose name it finds, with the
+column in place of `column` and the column's name before the id (`af_afr_xx.frequency`): per-group fields a
+source adds to a table as it meets them (gnomAD's INFO fields) are checked as they appear. `when_columns`
+makes a check apply only once the table holds those columns (fields only some releases have, such as
+gnomAD's AN_XX and AN_XY).
 
 `values_in_table` finds each value (each element, with `element`) among the reference table's
 `table_column` values, in rows that also agree on the `match` columns (checked column: reference column)
 and hold `table_filter`'s values; with `at_most`, the found reference row also bounds another column (a
 position within its contig's length; a null bound holds any). A row whose `match` values the reference
-holds no row for is not judged: a file whose header declares no contigs constrains none.
+holds no row for is not judged: a file whose header declares no contigs constrains none. A reference that
+a landing holds whole for the rows it writes (the rows of its own file, `match`ed on the file's checksum) is
+handed to the landing's tasks, which count the check as they write; otherwise the validation reads the
+columns it needs.
+
+`group_sum_between` bounds the sum of a column over each group of rows (each file's TPM sums to 10⁶); its
+unexpected rows are the groups outside the bounds, each quarantined as one record.
 
 `drift` compares a version with the previous version that passed validation: the rows the new version
 added against all rows of that one, per column in `columns`, by mean (`max_mean_change`, relative) and
 null share (`max_null_share_change`, absolute), and the table's row count (`max_row_change`, relative);
 not where either side has fewer than `min_rows` rows. With `by`, rows are compared within each value of
-those columns (a genomes release with genomes, not with exomes), told from the log per file.
-It catches what no single row shows: a release landed in the wrong units or on the wrong build.
-
-`group_sum_between` bounds the sum of a column over each group of rows (each file's TPM sums to 10⁶);
-its unexpected rows are the groups outside the bounds, each quarantined as one record. A reference that a landing holds whole for the rows it writes (the
-rows of its own file, `match`ed on the file's checksum) is handed to the landing's tasks, which count the
-check as they write (`quality.checks`); otherwise the validation reads the columns it needs.
-      - {type: share_between, id: pass_share, where: "array_contains(filters, 'PASS')", min_value: 0.5, max_value: 1}
-      - {type: expect_column_values_to_be_between, columns_matching: "^af_", min_value: 0, max_value: 1}
-
-`when_columns` makes a check apply only once the table holds those columns (fields only some releases
-have, such as gnomAD's AN_XX and AN_XY). `columns_matching` (a regular expression) declares one expectation per column whose name it finds, with
-the column in place of `column` and the column's name before the id (`af_afr_xx.af_groups`): per-group
-fields that a source adds to a table as it meets them (gnomAD's INFO fields) are checked as they appear.
-SQL (`unexpected_where`, `where`) is written so that both Spark and DuckDB read it (`quality.checks`
-counts it on the rows a landing writes).
+those columns (a genomes release with genomes, not with exomes), told from the log per file. It catches
+what no single row shows: a release landed in the wrong units or on the wrong build.
 """
 
 from __future__ import annotations
