@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -96,9 +97,13 @@ class IngestRun:
     declarations: dict = field(default_factory=dict)  # table -> TableDecl used for its writes
     commit_seconds: dict[str, float] = field(default_factory=dict)  # table -> seconds from start to commit
     table_rows: dict[str, int] = field(default_factory=dict)  # table -> rows this run committed to it
+    # What the quality gate cost: "tasks", the CPU seconds the landing tasks spent counting expectations;
+    # "driver", the wall seconds of every gate step on the driver (`gate_timed`).
+    gate_seconds: dict[str, float] = field(default_factory=dict)
     _clock: float = field(default_factory=time.monotonic, repr=False)
     _runs: object = field(default=None, repr=False)  # landing.Target of meta.ingest_runs
     _row_files: list = field(default_factory=list, repr=False)  # the file holding this run's row
+    _in_gate: bool = field(default=False, repr=False)
 
     def __enter__(self) -> Self:
         if self.validate:
@@ -117,7 +122,8 @@ class IngestRun:
             from lakehouse.quality.validate import validate_run_targets
 
             try:
-                self.validations = validate_run_targets(self.spark, self.settings, self)
+                with self.gate_timed():
+                    self.validations = validate_run_targets(self.spark, self.settings, self)
             except Exception as error:
                 self._close(type(error), error)
                 raise
@@ -132,6 +138,9 @@ class IngestRun:
         return False
 
     def _close(self, exc_type, exc) -> None:
+        if self.gate_seconds:
+            log.info("run %s: the quality gate took %.2f s on the driver and %.2f s of task CPU", self.run_id,
+                     self.gate_seconds.get("driver", 0.0), self.gate_seconds.get("tasks", 0.0))  # fmt: skip
         self.status = "failed" if exc else "succeeded"
         if exc is not None:
             self.error = f"{exc_type.__name__}: {describe_error(exc)}"[:2000]
@@ -147,6 +156,22 @@ class IngestRun:
         elif sources:
             meta["source_files"] = [s.path for s in sources]
         return json.dumps(meta, sort_keys=True)
+
+    def add_gate_seconds(self, part: str, seconds: float) -> None:
+        self.gate_seconds[part] = self.gate_seconds.get(part, 0.0) + seconds
+
+    @contextmanager
+    def gate_timed(self) -> Iterator[None]:
+        """Count the block's wall time as the gate's, on the driver (not twice where gate steps nest)."""
+        if self._in_gate:
+            yield
+            return
+        self._in_gate, started = True, time.perf_counter()
+        try:
+            yield
+        finally:
+            self._in_gate = False
+            self.add_gate_seconds("driver", time.perf_counter() - started)
 
     def record_target(self, table: str, version: int, decl=None) -> None:
         self.targets[table] = max(version, self.targets.get(table, -1))
@@ -231,6 +256,7 @@ class IngestResult:
     skipped: bool = False  # already landed (same checksum): nothing was written
     counts: Mapping[str, int | str] = field(default_factory=dict)
     failed: tuple[str, ...] = ()  # the table versions that failed validation, each with its evidence
+    gate_seconds: Mapping[str, float] = field(default_factory=dict)  # `IngestRun.gate_seconds`
 
     @classmethod
     def of(cls, run: IngestRun, source: str, counts: Mapping[str, int | str], skipped: bool = False) -> Self:
@@ -245,6 +271,7 @@ class IngestResult:
             skipped,
             dict(counts),
             tuple(run.failed),
+            dict(run.gate_seconds),
         )
 
     @property

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from lakehouse.landing import Provenance, Rows, Target, commit, write_pieces
-from lakehouse.quality.checks import CHECKS_TABLE, count, countable, per_file
+from lakehouse.quality.checks import CHECKS_TABLE, count, countable, per_file, sql_mask, sql_masks
 from lakehouse.quality.expectations import Expectation, suite_for
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import parse_declaration
@@ -94,6 +94,13 @@ def test_sql_expectations_count_the_same_rows_in_duckdb_as_in_spark(spark):
         '{"ac": 3, "af": 0.31, "an": 10}',
         '{"ac": 0, "af": Infinity, "an": 8}',
     ]
+    # Counted together, in one query over the columns they name, as each is alone (and SQL naming none).
+    predicates = {"one": "ac > an", "two": "contig = 'chrX' AND nhomalt > 1", "none": "1 = 1"}
+    together = sql_masks(table, predicates)
+    for name, predicate in predicates.items():
+        assert together[name].to_pylist() == sql_mask(table, predicate).to_pylist(), name
+    assert together["two"].to_pylist() == [False, False, True, False, False, False]
+    assert together["none"].to_pylist() == [True] * 6
 
 
 def test_values_in_a_reference_table_match_on_the_source_and_bound_a_position(spark):

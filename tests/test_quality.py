@@ -289,3 +289,23 @@ def test_reports_open_in_headless_chromium(spark, settings, tmp_path):
         assert expected in proc.stdout, f"{page} rendered without {expected!r}"
         errors = [line for line in proc.stderr.splitlines() if "Uncaught" in line or ":ERROR:CONSOLE" in line]
         assert not errors, errors
+
+
+def test_a_site_vendors_only_the_files_its_assets_need(tmp_path):
+    from lakehouse.quality.docs_assets import vendor_files
+
+    package = tmp_path / "fontawesome"
+    for name in ("css/all.min.css", "webfonts/fa-solid.woff2", "webfonts/fa-solid.ttf", "js/all.js"):
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text("x")
+    (package / "css/all.min.css").write_text(
+        '@font-face{src:url(../webfonts/fa-solid.woff2) format("woff2"),url("../webfonts/fa-solid.ttf?v=6")}'
+        ".i{background:url(data:image/png;base64,AAAA)}.j{background:url(https://example.org/x.png)}"
+        ".k{background:url(../../outside.png)}.l{background:url(missing.png)}"
+    )
+    assert vendor_files(package, "css/all.min.css") == [
+        "css/all.min.css",
+        "webfonts/fa-solid.woff2",
+        "webfonts/fa-solid.ttf",
+    ]
+    assert vendor_files(package, "js/all.js") == ["js/all.js"]

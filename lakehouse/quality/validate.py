@@ -1133,6 +1133,11 @@ def gate_versions(spark, settings: Settings, run: IngestRun, tables: list[str]) 
 
     Raises ValidationFailed naming the failed expectations of every failing input, before gold is touched.
     """
+    with run.gate_timed():
+        return _gate_versions(spark, settings, run, tables)
+
+
+def _gate_versions(spark, settings: Settings, run: IngestRun, tables: list[str]) -> dict[str, int]:
     versions = {t: run.targets[t] if t in run.targets else current_version(spark, t) for t in tables}
     failures = []
     for table, version in versions.items() if run.validate else ():  # validate=False: tests, benchmarks
