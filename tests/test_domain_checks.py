@@ -13,7 +13,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from lakehouse.landing import read_table
-from lakehouse.quality.validate import ValidationFailed
+from lakehouse.quality.validate import ValidationFailed, current_version, require_passed
 
 V4_EXOMES = "gnomad/annonars_gnomad_v4.0_exomes_GRCh38.vcf.bgz"
 
@@ -153,7 +153,6 @@ def _corrupt_table(source: Path, path: Path, column: str, change, rows=None) -> 
 def test_a_maf_row_starting_after_its_end_fails_and_is_quarantined_with_its_line(
     spark, settings, shared_data, tmp_path
 ):
-    from lakehouse.quality.validate import require_passed
     from lakehouse.sources.tcga import ingest_tcga
 
     path = tmp_path / "laml_start_after_end.maf"
@@ -235,8 +234,23 @@ def test_values_of_a_sample_the_series_matrix_does_not_describe_fail_the_gate(
     spark, settings, shared_data, tmp_path
 ):
     """GSE99709's matrix (RNA-seq: its table is empty) given three probe rows, one column renamed to an
-    accession no `!Sample_geo_accession` lists: those values belong to no described sample."""
+    accession no `!Sample_geo_accession` lists: those values belong to no described sample.
+
+    Beforehand a platform named by its title, not a GPL accession, lands ungated (as the NCBI example
+    family file does): the probes table's current version fails, but this series' genes read none of its
+    rows, so its corrected landing is not held back by it."""
     from lakehouse.sources.geo.ingest import ingest_geo
+
+    platform = tmp_path / "oligo_platform.soft"
+    platform.write_text(
+        "^PLATFORM = Mouse oligo array v2\n!Platform_title = Mouse oligo array v2\n"
+        "!Platform_organism = Mus musculus\n!platform_table_begin\nID\tGENE_SYMBOL\n"
+        "P1\tTrp53\nP2\tEgfr\n!platform_table_end\n"
+    )
+    ingest_geo(spark, settings, [str(platform)], validate=False)
+    probes = "silver.geo_platform_probes"
+    with pytest.raises(ValidationFailed, match="gpl_id.geo.gpl"):
+        require_passed(spark, settings, probes, current_version(spark, probes))
 
     with gzip.open(shared_data / MATRIX, "rt") as text:
         lines = text.read().splitlines()
@@ -272,7 +286,6 @@ def test_values_of_a_sample_the_series_matrix_does_not_describe_fail_the_gate(
 def test_a_release_in_the_wrong_units_fails_the_gate_on_drift_naming_af(spark, settings, tmp_path):
     """Two generated releases of the same sites, the second with every AC, and so every AF, halved: each row
     is plausible, the distribution is not. A third release drawn afresh compares with the last good one."""
-    from lakehouse.quality.validate import require_passed
     from lakehouse.sources.gnomad import land_file
     from lakehouse.synth.gnomad import write_gnomad_vcf
 

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -296,7 +297,10 @@ def ingest_geo(
         clock.tick("quarantine")
 
         if values:  # gold only from validated silver versions
-            versions = gate_versions(spark, settings, run, [expression.name, probes.name])
+            read = _platform_files(expression, probes, written.files.get(expression.name, []))
+            versions = gate_versions(
+                spark, settings, run, [expression.name, probes.name], {probes.name: read}
+            )
             clock.tick("gate")
             _land_genes(
                 spark, run, settings, written, expression, probes, versions[probes.name], reports, marks,
@@ -311,6 +315,30 @@ def ingest_geo(
     return IngestResult.of(
         run, "GEO", {**described, "values": values, "non-numeric values → null": non_numeric}
     )
+
+
+def _platform_files(expression: Target, probes: Target, files) -> Callable[[int], list[str]]:
+    """Given a version of `probes`, its data files holding the platforms of the expression rows in `files`:
+    what the genes of this run read from it (by the files' gpl_id bounds in the Delta log)."""
+
+    def read(version: int) -> list[str]:
+        values = read_files(expression, [f.path for f in files], ["gpl_id"]).column("gpl_id")
+        platforms = set(pc.unique(values.drop_null()).to_pylist()) if len(values) else set()
+        if not platforms:
+            return []
+        actions = pa.table(probes.storage.delta_table(version).get_add_actions(flatten=True))
+        low = actions.column("min.gpl_id").to_pylist() if "min.gpl_id" in actions.column_names else None
+        high = actions.column("max.gpl_id").to_pylist() if "max.gpl_id" in actions.column_names else None
+        return [
+            path
+            for n, path in enumerate(actions.column("path").to_pylist())
+            if low is None
+            or low[n] is None
+            or high[n] is None
+            or any(low[n] <= p <= high[n] for p in platforms)
+        ]
+
+    return read
 
 
 def _land_genes(spark, run, settings, written, expression, probes, version, reports, marks, sources) -> None:
