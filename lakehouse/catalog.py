@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from lakehouse.errors import SchemaDriftError
+from lakehouse.reader import TableInfo, logged_rows
 from lakehouse.schemas import LAYERS, TableDecl, load_declarations
 from lakehouse.settings import Settings
 from lakehouse.types import parse_type
@@ -38,6 +37,12 @@ def ensure_table(spark, decl: TableDecl) -> None:
         _if_absent(lambda: spark.sql(f"CREATE DATABASE IF NOT EXISTS {decl.database}"))
     if table_exists(spark, decl.name) or not _if_absent(lambda: spark.sql(decl.create_ddl())):
         _reconcile(spark, decl)
+    else:  # created here: readers without a JVM find it through the warehouse's catalog directory
+        from lakehouse.reader import record_table
+        from lakehouse.storage import Storage, table_location
+
+        warehouse = Storage.of(spark, spark.conf.get("spark.sql.warehouse.dir"))
+        record_table(warehouse, decl.name, table_location(spark, decl.name))
     _CHECKED.add(key)
 
 
@@ -133,16 +138,6 @@ def table_property(spark, table: str, key: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class TableInfo:
-    name: str
-    layer: str
-    version: int
-    rows: int
-    last_change: str
-    operation: str
-
-
 def list_tables(spark) -> list[TableInfo]:
     """Every Delta table of the layer databases with its current version, row count and last change, read
     from each table's Delta log with delta-rs: two Spark jobs per table (history, count) took about 2 s
@@ -168,20 +163,6 @@ def list_tables(spark) -> list[TableInfo]:
             changed = dt.datetime.fromtimestamp(last["timestamp"] / 1000)
             infos.append(TableInfo(name, database, table.version(), rows, str(changed), last["operation"]))
     return infos
-
-
-def logged_rows(table) -> int | None:
-    """A delta-rs table's row count from its add actions' statistics; None when the log cannot tell (a
-    file without numRecords, or deletion vectors hiding rows of a file)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if "deletionVectors" in (table.protocol().reader_features or []):
-        return None
-    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
-    if counts.null_count:
-        return None
-    return int(pc.sum(counts).as_py() or 0)
 
 
 def history(spark, table: str, limit: int = 50):

@@ -129,10 +129,10 @@ def init(ctx: Context, tables: tuple[str, ...]) -> None:
 @click.option("--format", "fmt", type=FORMATS, default="table")
 @pass_context
 def tables(ctx: Context, fmt: str) -> None:
-    """List tables: name, layer, current Delta version, rows, last change."""
-    from lakehouse.catalog import list_tables
+    """List tables: name, layer, current Delta version, rows, last change (from the Delta logs: no JVM)."""
+    from lakehouse.reader import tables as list_tables
 
-    infos = list_tables(ctx.spark)
+    infos = list_tables(ctx.settings)
     emit(
         ["table", "layer", "version", "rows", "last_change", "operation"],
         [[i.name, i.layer, i.version, i.rows, i.last_change, i.operation] for i in infos],
@@ -146,19 +146,55 @@ def tables(ctx: Context, fmt: str) -> None:
 @click.option("--format", "fmt", type=FORMATS, default="table")
 @pass_context
 def history(ctx: Context, table: str, limit: int, fmt: str) -> None:
-    """Show the Delta history of TABLE (versions, operations, commit metadata)."""
-    from lakehouse.catalog import history as table_history
+    """Show the Delta history of TABLE (versions, operations, commit metadata), from its log: no JVM."""
+    from lakehouse.reader import history as table_history
 
-    emit_frame(table_history(ctx.spark, table, limit), fmt, limit)
+    columns = ["version", "timestamp", "operation", "operationMetrics", "userMetadata"]
+    emit(columns, [[c[k] for k in columns] for c in table_history(table, limit, ctx.settings)], fmt)
+
+
+@cli.command()
+@click.argument("table")
+@click.option("--format", "fmt", type=FORMATS, default="table")
+@pass_context
+def describe(ctx: Context, table: str, fmt: str) -> None:
+    """Show TABLE's location, version, rows, partitioning and columns, from its Delta log: no JVM."""
+    from lakehouse.reader import describe as describe_table
+
+    found = describe_table(table, ctx.settings)
+    if fmt == "json":
+        click.echo(json.dumps(found, indent=1, default=str))
+        return
+    partitioned = ", ".join(found["partition_columns"]) or "nothing"
+    rows = "unknown number of" if found["rows"] is None else found["rows"]
+    err.print(
+        f"{table} version {found['version']}: {rows} rows, partitioned by {partitioned}, at {found['location']}"
+    )
+    columns = ["column", "type", "nullable", "comment"]
+    emit(columns, [[c[k if k != "column" else "name"] for k in columns] for c in found["columns"]], fmt)
 
 
 @cli.command()
 @click.argument("query")
 @click.option("--format", "fmt", type=FORMATS, default="table")
 @click.option("--limit", default=1000, show_default=True, help="Rows to print at most.")
+@click.option(
+    "--engine",
+    type=click.Choice(["spark", "duckdb"]),
+    default="spark",
+    show_default=True,
+    help="duckdb: DuckDB over every table's current version, without a JVM (no time travel).",
+)
 @pass_context
-def sql(ctx: Context, query: str, fmt: str, limit: int) -> None:
-    """Run any Spark SQL, e.g. `SELECT count(*) FROM silver.x VERSION AS OF 0`."""
+def sql(ctx: Context, query: str, fmt: str, limit: int, engine: str) -> None:
+    """Run any Spark SQL, e.g. `SELECT count(*) FROM silver.x VERSION AS OF 0`, or DuckDB's SQL."""
+    if engine == "duckdb":
+        from lakehouse.reader import duckdb_connection
+
+        result = duckdb_connection(ctx.settings).execute(query)
+        columns = [d[0] for d in result.description or []]
+        emit(columns, [list(row) for row in result.fetchmany(limit)] if columns else [], fmt)
+        return
     emit_frame(ctx.spark.sql(query), fmt, limit)
 
 

@@ -8,6 +8,7 @@ Credentials missing from Spark's settings come from the usual AWS environment or
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -23,7 +24,13 @@ class Storage:
 
     @classmethod
     def of(cls, spark, uri: str) -> Storage:
-        conf = {k[len(_S3A) :]: v for k, v in spark.sparkContext.getConf().getAll() if k.startswith(_S3A)}
+        return cls.at(uri, dict(spark.sparkContext.getConf().getAll()))
+
+    @classmethod
+    def at(cls, uri: str, spark_conf: Mapping[str, str]) -> Storage:
+        """`uri` reached with the `spark.hadoop.fs.s3a.*` settings among `spark_conf` (a session's, or the
+        settings' `spark_conf` where no Spark runs)."""
+        conf = {k[len(_S3A) :]: v for k, v in spark_conf.items() if k.startswith(_S3A)}
         scheme = urlparse(uri).scheme
         return cls(uri if scheme else f"file:{uri}", conf if scheme in ("s3a", "s3") else {})
 

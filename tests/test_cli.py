@@ -65,8 +65,10 @@ def test_catalog_persists_across_processes_with_time_travel(landed):
     assert proc.stdout.splitlines() == ["v0,now,genes,demo_run", "0,48,8,succeeded"]
 
 
-def test_tables_and_history(landed):
+def test_tables_history_describe_and_duckdb_sql_need_no_jvm(landed):
     env, _ = landed
+    # No Java anywhere: a command that started Spark would fail (test_missing_java_is_one_clear_line).
+    env = {k: v for k, v in env.items() if k != "JAVA_HOME"} | {"PATH": "/nonexistent"}
     proc = run_cli(env, "tables", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     tables = {t["table"]: t for t in json.loads(proc.stdout)}
@@ -75,9 +77,28 @@ def test_tables_and_history(landed):
     assert tables["meta.ingest_runs"]["rows"] >= 5  # demo, tcga, gnomad, geo and experiment runs, at least
 
     proc = run_cli(env, "history", "bronze.demo_measurements", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
     versions = json.loads(proc.stdout)
     assert [v["version"] for v in versions] == [1, 0]
     assert json.loads(versions[0]["userMetadata"])["job"] == "demo"
+
+    proc = run_cli(env, "describe", "silver.gnomad_variants", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    described = json.loads(proc.stdout)
+    assert described["partition_columns"] == ["contig"]
+    assert described["rows"] == tables["silver.gnomad_variants"]["rows"] > 0
+    columns = {c["name"]: c for c in described["columns"]}
+    assert columns["af"]["type"] == "double" and columns["af"]["comment"]
+
+    query = "SELECT count(*) AS variants, count(DISTINCT contig) AS contigs FROM silver.gnomad_variants"
+    proc = run_cli(env, "sql", "--engine", "duckdb", query, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    [row] = json.loads(proc.stdout)
+    assert row["variants"] == described["rows"] and row["contigs"] >= 1
+    proc = run_cli(env, "sql", "--engine", "duckdb", "SELECT * FROM silver.no_such_table")
+    assert proc.returncode == 1
+    [line] = error_lines(proc.stderr)
+    assert line.startswith("error: CatalogException: ") and "no_such_table does not exist" in line
 
 
 def test_validate_lists_the_declared_domain_checks_of_a_version(landed):

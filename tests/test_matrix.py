@@ -10,7 +10,7 @@ from lakehouse.matrix.export import export_matrix, stored_provenance, verify_sto
 from lakehouse.matrix.transforms import transform_store
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import parse_declaration
-from lakehouse.tables import replace_source, with_provenance
+from lakehouse.spark_writes import replace_source, with_provenance
 
 anndata = pytest.importorskip("anndata")
 _n = count()

@@ -16,7 +16,7 @@ from lakehouse.quality.validate import (
 )
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import parse_declaration
-from lakehouse.tables import replace_source, with_provenance
+from lakehouse.spark_writes import replace_source, with_provenance
 
 _n = count()
 

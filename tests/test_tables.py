@@ -11,7 +11,7 @@ from lakehouse.errors import DataError, SchemaDriftError
 from lakehouse.quality.quarantine import quarantine
 from lakehouse.runs import IngestRun, InputFile
 from lakehouse.schemas import parse_declaration
-from lakehouse.tables import replace_source, upsert, with_provenance
+from lakehouse.spark_writes import replace_source, upsert, with_provenance
 
 _names = count()
 
@@ -214,3 +214,68 @@ def test_row_counts_come_from_the_log_unless_deletion_vectors_hide_rows(spark):
     assert listed["bronze.rows_probe_dv"].operation == "DELETE"
     spark.sql("DROP TABLE bronze.rows_probe")
     spark.sql("DROP TABLE bronze.rows_probe_dv")
+
+
+def test_tables_read_without_a_jvm_are_what_spark_reads(spark, settings):
+    """`lakehouse.read_table`, `history`, `tables` and `table_path` read the Delta log with delta-rs and find
+    a table through the warehouse's catalog directory, whose entry the catalog wrote as it created it."""
+    import subprocess
+    import sys
+
+    import pyarrow.dataset as pads
+
+    import lakehouse
+    from lakehouse.errors import LakehouseError
+    from lakehouse.storage import table_location
+
+    decl = declare(
+        [
+            {"name": "id", "type": "int", "nullable": False, "description": "row"},
+            {"name": "contig", "type": "string", "nullable": False, "description": "contig"},
+            {"name": "af", "type": "double", "description": "frequency"},
+        ],
+        primary_key=["id"],
+        partition_by=["contig"],
+        provenance=False,
+        suffix="reader",
+    )
+    ensure_table(spark, decl)
+    entry = json.loads((settings.home / "warehouse" / "_catalog" / f"{decl.name}.json").read_text())
+    assert entry == {"name": decl.name, "layer": "bronze", "location": table_location(spark, decl.name)}
+    rows = [(1, "chr1", 0.1), (2, "chr1", 0.7), (3, "chrX", 0.9)]
+    more = [(4, "chr2", 0.6), (5, "chrX", None)]
+    for batch in (rows, more):
+        spark.createDataFrame(batch, "id int, contig string, af double").write.format("delta").mode(
+            "append"
+        ).saveAsTable(decl.name)
+
+    assert lakehouse.table_path(decl.name, settings) == entry["location"]
+    current = lakehouse.read_table(decl.name, settings=settings)
+    assert current.num_rows == spark.table(decl.name).count() == 5
+    first = lakehouse.read_table(
+        decl.name, version=1, columns=["id", "af"], filter=pads.field("af") > 0.5, settings=settings
+    )
+    assert first.column_names == ["id", "af"]
+    assert sorted(first.column("id").to_pylist()) == sorted(
+        r.id for r in spark.read.option("versionAsOf", 1).table(decl.name).filter("af > 0.5").collect()
+    )
+    assert sorted(first.column("id").to_pylist()) == [2, 3]
+    assert [c["version"] for c in lakehouse.history(decl.name, settings=settings)] == [2, 1, 0]
+    listed = {t.name: t for t in lakehouse.tables(settings)}
+    assert (listed[decl.name].version, listed[decl.name].rows) == (2, 5)
+    with pytest.raises(LakehouseError, match=r"table bronze.no_such_table not found in the warehouse"):
+        lakehouse.read_table("bronze.no_such_table", settings=settings)
+    with pytest.raises(LakehouseError, match=rf"table {decl.name} has no column depth"):
+        lakehouse.read_table(decl.name, columns=["id", "depth"], settings=settings)
+    # Reading needs no Spark at all: not even its Python package is imported.
+    probe = (
+        "import sys, lakehouse; from lakehouse.settings import Settings; "
+        f"print(lakehouse.read_table({decl.name!r}, settings=Settings.load()).num_rows, 'pyspark' in sys.modules)"
+    )
+    env = {"LAKEHOUSE_HOME": str(settings.home), "PATH": "/nonexistent", "GX_ANALYTICS_ENABLED": "false"}
+    found = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    assert found.stdout.split() == ["5", "False"], found.stderr[-2000:]
+    spark.sql(f"DROP TABLE {decl.name}")
+    assert decl.name not in {t.name for t in lakehouse.tables(settings)}  # its entry outlives it: skipped
