@@ -11,6 +11,9 @@ export LAKEHOUSE_CACHE ?= $(LAKEHOUSE_HOME)/cache
 export GX_ANALYTICS_ENABLED ?= false
 export MLFLOW_DISABLE_TELEMETRY ?= true
 PYTEST_ARGS ?=
+# The suite's test files are shared between this many pytest-xdist workers (each its own Spark session and
+# home): on 2 cores the suite took 16 min 10 s so, against 19 min 17 s in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: setup run test bench lint clean browser postgres
 
@@ -36,7 +39,7 @@ run: setup
 	$(BIN)/lakehouse run
 
 test: setup browser postgres
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Reports and Data Docs are checked in a real headless browser: Debian's Chromium, installed when missing
 # and we may (root); otherwise those tests skip and say why.

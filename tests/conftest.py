@@ -7,6 +7,7 @@ tests never touch the network for jars unless they are about resolving them.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,24 +137,30 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# Cases of tests/reliability/ record their observed outcomes here; the summary prints them (see catalogue.py).
+# Cases of tests/reliability/ record their observed outcomes here, one file per pytest-xdist worker (they
+# inherit the directory the session's first process names); the summary prints them (see catalogue.py).
 RELIABILITY_LEDGER = Path(
-    os.environ.get("LAKEHOUSE_RELIABILITY_LEDGER")
-    or Path(tempfile.gettempdir()) / f"lakehouse-reliability-{os.getpid()}.json"  # one per test session
+    os.environ.setdefault(
+        "LAKEHOUSE_RELIABILITY_LEDGER",
+        str(Path(tempfile.gettempdir()) / f"lakehouse-reliability-{os.getpid()}"),
+    )
 )
 
 
 def pytest_sessionstart(session):
-    RELIABILITY_LEDGER.unlink(missing_ok=True)
+    if not hasattr(session.config, "workerinput"):  # the controlling process (or the only one)
+        shutil.rmtree(RELIABILITY_LEDGER, ignore_errors=True)
+    RELIABILITY_LEDGER.mkdir(parents=True, exist_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter):
     """The reliability catalogue's ledger: every case with its observed outcome, and the totals."""
     import json
 
-    if not RELIABILITY_LEDGER.exists():
+    entries = [e for path in sorted(RELIABILITY_LEDGER.glob("*.json")) for e in json.loads(path.read_text())]
+    if not entries:
         return
-    entries = json.loads(RELIABILITY_LEDGER.read_text())
+    entries.sort(key=lambda e: e["case"])
     terminalreporter.section("reliability catalogue")
     for e in entries:
         terminalreporter.line(f"{e['case']}: {e['outcome']}")

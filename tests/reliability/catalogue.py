@@ -72,7 +72,8 @@ def runs(spark, job: str):
 
 
 def record(case: str, outcome: str, lost: int = 0, partial: int = 0, duplicated: int = 0) -> None:
-    entries = json.loads(LEDGER.read_text()) if LEDGER.exists() else []
+    mine = LEDGER / f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.json"
+    entries = json.loads(mine.read_text()) if mine.exists() else []
     entries = [e for e in entries if e["case"] != case]
     entries.append(
         {
@@ -83,4 +84,4 @@ def record(case: str, outcome: str, lost: int = 0, partial: int = 0, duplicated:
             "duplicates": duplicated,
         }
     )
-    LEDGER.write_text(json.dumps(entries, indent=1))
+    mine.write_text(json.dumps(entries, indent=1))
