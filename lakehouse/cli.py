@@ -312,7 +312,11 @@ def export() -> None:
 @click.option("--version", type=int, default=None, help="Delta version (default: current).")
 @click.option("--out", "out_path", type=click.Path(), help="Zarr store to write (STORE.zarr).")
 @click.option("--verify", "verify_path", type=click.Path(exists=True), help="Recompute a store's checksum.")
-@click.option("--scheduler", default=None, help="Dask scheduler address (default: a local cluster).")
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Dask scheduler address (default: the dask_scheduler setting, else local).",
+)
 @pass_context
 def export_matrix_command(ctx: Context, table, version, out_path, verify_path, scheduler) -> None:
     """Pivot a gold long TABLE into an AnnData-layout Zarr store, or --verify a store."""
@@ -636,7 +640,7 @@ if "fetch" not in cli.commands:  # shared with other sources' fetch commands
 @click.option("--limit", default=None, type=int, help="At most this many files.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Download directory.")
 @click.option(
-    "--api", default=None, help="GDC API base URL (default: LAKEHOUSE_GDC_API_URL or api.gdc.cancer.gov)."
+    "--api", default=None, help="GDC API base URL (default: the gdc_api_url setting, api.gdc.cancer.gov)."
 )
 def fetch_tcga_command(projects, data_types, workflow, limit, out_dir, api) -> None:
     """Query the GDC API for files and download them (md5-checked, resumed, retried), with their metadata."""

@@ -100,16 +100,21 @@ def _managed(settings: Settings, database: str) -> dict[str, str]:
 
 def table_path(name: str, settings: Settings | None = None) -> str:
     """The storage URI of table `name` (`layer.table`), as Spark's catalog holds it."""
+    import pyarrow.fs as pafs
+
     settings = _settings(settings)
     database, _, table = name.rpartition(".")
     if not database or not table:
         raise LakehouseError(f"{name!r}: name a table as layer.table (e.g. silver.gnomad_variants)")
-    entries = _entries(settings)
-    if name in entries:
-        return entries[name]
-    managed = _managed(settings, database)
-    if name in managed:
-        return managed[name]
+    warehouse = _warehouse(settings)
+    fs = warehouse.filesystem()
+    try:
+        with fs.open_input_stream(f"{warehouse.root}/{CATALOG_DIR}/{name}.json") as stream:
+            return json.loads(stream.read())["location"]
+    except FileNotFoundError:  # a home older than the catalog directory: Spark's managed layout
+        managed = f"{warehouse.root}/{database}.db/{table}/_delta_log"
+        if fs.get_file_info(managed).type == pafs.FileType.Directory:
+            return f"{settings.warehouse_dir.rstrip('/')}/{database}.db/{table}"
     raise LakehouseError(
         f"table {name} not found in the warehouse {settings.warehouse_dir} (`lakehouse tables` lists those there)"
     )
@@ -117,10 +122,14 @@ def table_path(name: str, settings: Settings | None = None) -> str:
 
 def open_delta(name: str, version: int | None = None, settings: Settings | None = None):
     """Table `name` opened with delta-rs (at `version`; default the latest)."""
+    from deltalake.exceptions import TableNotFoundError
+
     settings = _settings(settings)
     storage = Storage.at(table_path(name, settings), settings.spark_conf)
     try:
         return storage.delta_table(version)
+    except TableNotFoundError as error:  # its entry outlived it
+        raise LakehouseError(f"table {name} not found at {storage.uri} (dropped?)") from error
     except Exception as error:  # delta-rs raises its own types for a missing version
         if version is not None and "version" in str(error).lower():
             raise LakehouseError(f"table {name} has no version {version}: {error}") from error

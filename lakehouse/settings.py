@@ -7,6 +7,7 @@ metastore, caches (Delta jars), reports and the local MLflow store. A setting's 
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -17,6 +18,11 @@ from lakehouse.errors import ConfigError
 
 DEFAULT_HOME = "./lakehouse-data"
 DEFAULT_MASTER = "local[*]"
+
+
+DEFAULT_GEO_BASE_URL = "https://ftp.ncbi.nlm.nih.gov"
+DEFAULT_GEO_QUERY_URL = "https://www.ncbi.nlm.nih.gov/geo/query/acc.cgi"
+DEFAULT_GDC_API_URL = "https://api.gdc.cancer.gov"
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,12 @@ class Settings:
     gx_max_rows: int = 200_000
     # `lakehouse maintain`: how long VACUUM keeps removed files of tables no finding or model references.
     vacuum_retention_hours: float = 168.0
+    spark_log_level: str | None = None  # Spark's own log level (WARN, INFO, …); default: Spark's
+    dask_scheduler: str | None = None  # a Dask scheduler address; default: a local cluster per export
+    geo_base_url: str = DEFAULT_GEO_BASE_URL  # where GEO's SOFT files are downloaded from (a mirror)
+    geo_query_url: str = DEFAULT_GEO_QUERY_URL  # GEO's per-sample query service (GSM accessions)
+    geo_cache_dir: Path | None = None  # downloaded GEO files; default <cache_dir>/geo
+    gdc_api_url: str = DEFAULT_GDC_API_URL
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -79,14 +91,30 @@ class Settings:
         engine = pick("validation_engine", "LAKEHOUSE_VALIDATION_ENGINE", "auto")
         if engine not in ("auto", "gx", "batched"):
             raise ConfigError(f"validation_engine must be auto, gx or batched, not {engine!r}")
-        gx_max_rows = int(pick("gx_max_rows", "LAKEHOUSE_GX_MAX_ROWS", "200000"))
-        retention = pick("vacuum_retention_hours", "LAKEHOUSE_VACUUM_RETENTION_HOURS", "168")
-        try:
-            vacuum_retention_hours = float(retention)
-        except ValueError:
-            vacuum_retention_hours = -1.0
-        if vacuum_retention_hours < 0:
-            raise ConfigError(f"vacuum_retention_hours must be a number of hours >= 0, not {retention!r}")
+
+        def number(key: str, env_name: str, default: str, kind: type, what: str):
+            text = pick(key, env_name, default)
+            try:
+                value = kind(text)
+            except ValueError:
+                value = -1
+            if value < 0:
+                raise ConfigError(f"{key} ({origins[key]}) must be {what} >= 0, not {text!r}")
+            return value
+
+        gx_max_rows = number("gx_max_rows", "LAKEHOUSE_GX_MAX_ROWS", "200000", int, "a whole number of rows")
+        vacuum_retention_hours = number(
+            "vacuum_retention_hours", "LAKEHOUSE_VACUUM_RETENTION_HOURS", "168", float, "a number of hours"
+        )
+
+        spark_log_level = pick("spark_log_level", "LAKEHOUSE_SPARK_LOG_LEVEL", None)
+        dask_scheduler = pick("dask_scheduler", "LAKEHOUSE_DASK_SCHEDULER", None)
+        geo_base_url = pick("geo_base_url", "LAKEHOUSE_GEO_BASE_URL", DEFAULT_GEO_BASE_URL).rstrip("/")
+        geo_query_url = pick("geo_query_url", "LAKEHOUSE_GEO_QUERY_URL", DEFAULT_GEO_QUERY_URL)
+        geo_cache_dir = Path(
+            pick("geo_cache_dir", "LAKEHOUSE_GEO_CACHE", str(cache_dir / "geo"))
+        ).expanduser()
+        gdc_api_url = pick("gdc_api_url", "LAKEHOUSE_GDC_API_URL", DEFAULT_GDC_API_URL).rstrip("/")
 
         spark_conf = {str(k): str(v) for k, v in file_values.get("spark_conf", {}).items()}
         if spark_conf:
@@ -109,6 +137,12 @@ class Settings:
             validation_engine=engine,
             gx_max_rows=gx_max_rows,
             vacuum_retention_hours=vacuum_retention_hours,
+            spark_log_level=spark_log_level,
+            dask_scheduler=dask_scheduler,
+            geo_base_url=geo_base_url,
+            geo_query_url=geo_query_url,
+            geo_cache_dir=geo_cache_dir.resolve(),
+            gdc_api_url=gdc_api_url,
             origins=origins,
         )
 
@@ -128,6 +162,12 @@ class Settings:
                 f"{self.validation_engine} (for what file counts cannot decide; GX up to {self.gx_max_rows} rows when auto)",
             ),
             ("vacuum_retention_hours", f"{self.vacuum_retention_hours:g}"),
+            ("spark_log_level", self.spark_log_level or "(Spark's default)"),
+            ("dask_scheduler", self.dask_scheduler or "(a local cluster per export)"),
+            ("geo_base_url", self.geo_base_url),
+            ("geo_query_url", self.geo_query_url),
+            ("geo_cache_dir", str(self.geo_cache_dir or self.cache_dir / "geo")),
+            ("gdc_api_url", self.gdc_api_url),
             (
                 "spark_conf",
                 ", ".join(f"{k}={redact(k, v)}" for k, v in sorted(self.spark_conf.items())) or "(none)",
@@ -158,11 +198,24 @@ def _read_toml(path: Path) -> dict:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-    section = data.get("lakehouse", data)
+    section = dict(data.get("lakehouse", {k: v for k, v in data.items() if k != "spark"}))
+    unknown = sorted(set(section) - set(SETTING_KEYS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], SETTING_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; known settings: {', '.join(SETTING_KEYS)}"
+        raise ConfigError(f"{path}: unknown setting {unknown[0]!r}{hint}")
     conf = data.get("spark", {}).get("conf", {})
     if conf:
         section = {**section, "spark_conf": conf}
     return section
+
+
+# Every key a lakehouse.toml may set (its [lakehouse] table, or the file's top level).
+SETTING_KEYS = (
+    "home", "cache_dir", "warehouse_dir", "spark_master", "metastore_uri", "mlflow_tracking_uri",
+    "jars_resolver", "schemas_dir", "validation_engine", "gx_max_rows", "vacuum_retention_hours",
+    "spark_log_level", "dask_scheduler", "geo_base_url", "geo_query_url", "geo_cache_dir", "gdc_api_url",
+)  # fmt: skip
 
 
 def _parse_conf_pairs(text: str) -> dict[str, str]:

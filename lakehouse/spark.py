@@ -102,6 +102,6 @@ def get_spark(settings: Settings | None = None, app_name: str = "lakehouse"):
         # whatever `python3` is first on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = builder.enableHiveSupport().getOrCreate()
-    if os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL"):
-        spark.sparkContext.setLogLevel(os.environ["LAKEHOUSE_SPARK_LOG_LEVEL"])
+    if settings.spark_log_level:
+        spark.sparkContext.setLogLevel(settings.spark_log_level)
     return spark

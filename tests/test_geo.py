@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import http.server
 import json
 import math
-import os
 import threading
 from functools import partial
 from pathlib import Path
@@ -342,17 +342,10 @@ def landed(spark, settings, quirk_files, geo_server, tmp_path_factory):
     files = sorted(str(p) for p in GEO.iterdir()) if GEO.is_dir() else []
     files += [str(p) for p in quirk_files.values()]
     files.append("GSE900002")
-    saved = {k: os.environ.get(k) for k in ("LAKEHOUSE_GEO_BASE_URL", "LAKEHOUSE_GEO_CACHE")}
-    os.environ["LAKEHOUSE_GEO_BASE_URL"] = geo_server[0]
-    os.environ["LAKEHOUSE_GEO_CACHE"] = str(tmp_path_factory.mktemp("geo-downloads"))
-    try:
-        yield _land_twice(spark, settings, files)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    mirrored = dataclasses.replace(
+        settings, geo_base_url=geo_server[0], geo_cache_dir=tmp_path_factory.mktemp("geo-downloads")
+    )
+    return _land_twice(spark, mirrored, files)
 
 
 def _land_twice(spark, settings, files):

@@ -54,3 +54,36 @@ def test_bad_values_are_refused_with_their_name(tmp_path):
     broken.write_text("home = ")
     with pytest.raises(ConfigError, match="broken.toml: not valid TOML"):
         Settings.load(environ={}, config_file=broken)
+
+
+def test_a_misspelt_setting_or_a_number_that_is_not_one_is_named(tmp_path):
+    config = tmp_path / "lakehouse.toml"
+    config.write_text('[lakehouse]\nspark_mastr = "spark://10.0.0.1:7077"\n')
+    with pytest.raises(
+        ConfigError, match=r"lakehouse.toml: unknown setting 'spark_mastr' \(did you mean 'spark_master'\?\)"
+    ):
+        Settings.load(environ={}, config_file=config)
+    config.write_text('colour = "blue"\n[spark.conf]\n"spark.executor.memory" = "8g"\n')
+    with pytest.raises(ConfigError, match="unknown setting 'colour'; known settings: home, cache_dir"):
+        Settings.load(environ={}, config_file=config)
+    with pytest.raises(
+        ConfigError, match=r"gx_max_rows \(env LAKEHOUSE_GX_MAX_ROWS\) must be a whole number .* not 'abc'"
+    ):
+        Settings.load(environ={"LAKEHOUSE_GX_MAX_ROWS": "abc"}, config_file=tmp_path / "x")
+
+
+def test_every_source_endpoint_and_service_is_a_setting_lakehouse_config_shows(tmp_path):
+    config = tmp_path / "lakehouse.toml"
+    config.write_text(
+        '[lakehouse]\ngeo_base_url = "http://mirror.example/"\ndask_scheduler = "tcp://10.0.0.9:8786"\n'
+    )
+    settings = Settings.load(
+        environ={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_GDC_API_URL": "http://127.0.0.1:9/gdc/"},
+        config_file=config,
+    )
+    shown = {name: (value, origin) for name, value, origin in settings.describe()}
+    assert shown["geo_base_url"] == ("http://mirror.example", f"file {config}")
+    assert shown["dask_scheduler"] == ("tcp://10.0.0.9:8786", f"file {config}")
+    assert shown["gdc_api_url"] == ("http://127.0.0.1:9/gdc", "env LAKEHOUSE_GDC_API_URL")
+    assert shown["geo_cache_dir"] == (str(settings.cache_dir / "geo"), "default")
+    assert shown["spark_log_level"] == ("(Spark's default)", "default")

@@ -8,10 +8,13 @@ from contextlib import contextmanager
 
 @contextmanager
 def dask_client(address: str | None = None, workers: int | None = None):
-    """A `distributed.Client`: on `address` (or LAKEHOUSE_DASK_SCHEDULER), else a LocalCluster on 127.0.0.1."""
+    """A `distributed.Client`: on `address` (or the `dask_scheduler` setting), else a LocalCluster on
+    127.0.0.1."""
     from distributed import Client, LocalCluster
 
-    address = address or os.environ.get("LAKEHOUSE_DASK_SCHEDULER")
+    from lakehouse.settings import Settings
+
+    address = address or Settings.load().dask_scheduler
     if address:
         with Client(address) as client:
             yield client

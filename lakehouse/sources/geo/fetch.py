@@ -3,8 +3,8 @@
 GSE → `geo/series/GSE99nnn/GSE99709/soft/GSE99709_family.soft.gz`, GPL → `geo/platforms/…/soft/
 GPL96_family.soft.gz`, GDS → `geo/datasets/…/soft/GDS507.soft.gz`; a GSM has no file of its own in that
 layout, so it comes from GEO's query service (`acc.cgi?acc=GSM…&targ=self&form=text&view=full`).
-`LAKEHOUSE_GEO_BASE_URL` (default https://ftp.ncbi.nlm.nih.gov) and `LAKEHOUSE_GEO_QUERY_URL` point them
-elsewhere (a mirror, or a test server); `LAKEHOUSE_GEO_CACHE` moves the cache. Downloads go to a temporary file and are kept only when the size
+The settings `geo_base_url` (default https://ftp.ncbi.nlm.nih.gov) and `geo_query_url` point them
+elsewhere (a mirror, or a test server); `geo_cache_dir` moves the cache. Downloads go to a temporary file and are kept only when the size
 matches the server's Content-Length (and a gzip body reads to its end); a SHA-256 is stored beside each
 cached file and checked on every later use. Transient HTTP failures are retried by urllib3.
 """
@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import re
 from pathlib import Path
 
 from lakehouse.errors import DataError
+from lakehouse.settings import DEFAULT_GEO_BASE_URL, DEFAULT_GEO_QUERY_URL
 
-DEFAULT_BASE_URL = "https://ftp.ncbi.nlm.nih.gov"
-DEFAULT_QUERY_URL = "https://www.ncbi.nlm.nih.gov/geo/query/acc.cgi"
+DEFAULT_BASE_URL = DEFAULT_GEO_BASE_URL
+DEFAULT_QUERY_URL = DEFAULT_GEO_QUERY_URL
 ACCESSION = re.compile(r"^(GSE|GSM|GPL|GDS)(\d+)$", re.IGNORECASE)
 FOLDERS = {"GSE": "series", "GPL": "platforms", "GDS": "datasets"}
 
@@ -39,9 +39,9 @@ def accession_url(
     prefix, digits = match.group(1).upper(), match.group(2)
     accession = f"{prefix}{digits}"
     if prefix == "GSM":
-        query = query_url or os.environ.get("LAKEHOUSE_GEO_QUERY_URL") or DEFAULT_QUERY_URL
+        query = query_url or DEFAULT_QUERY_URL
         return f"{query}?acc={accession}&targ=self&form=text&view=full", f"{accession}.soft"
-    base = (base_url or os.environ.get("LAKEHOUSE_GEO_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    base = (base_url or DEFAULT_BASE_URL).rstrip("/")
     stub = f"{prefix}{digits[:-3]}nnn" if len(digits) > 3 else f"{prefix}nnn"
     name = f"{accession}.soft.gz" if prefix == "GDS" else f"{accession}_family.soft.gz"
     return f"{base}/geo/{FOLDERS[prefix]}/{stub}/{accession}/soft/{name}", name
@@ -72,11 +72,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def cache_folder(cache_dir: Path) -> Path:
-    """Where downloads are kept: `LAKEHOUSE_GEO_CACHE`, else `<cache_dir>/geo`."""
-    return Path(os.environ.get("LAKEHOUSE_GEO_CACHE") or Path(cache_dir) / "geo")
 
 
 def fetch(accession: str, folder: Path, base_url: str | None = None, query_url: str | None = None) -> Path:

@@ -228,7 +228,9 @@ def resolve_inputs(targets: list[str], settings: Settings) -> list[Path]:
         if path.exists():
             paths.append(path)
         elif fetch.is_accession(target):
-            paths.append(fetch.fetch(target, fetch.cache_folder(settings.cache_dir)))
+            paths.append(
+                fetch.fetch(target, settings.geo_cache_dir, settings.geo_base_url, settings.geo_query_url)
+            )
         else:
             raise DataError(f"{target}: no such file, and not a GEO accession (GSE…, GSM…, GPL…, GDS…)")
     return paths

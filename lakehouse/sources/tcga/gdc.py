@@ -4,14 +4,13 @@ Downloads are checked against the API's md5sum, resumed from a `.partial` file w
 and retried with exponential back-off on connection errors and 429/5xx answers. The metadata of every file
 (case, sample and aliquot barcodes and UUIDs) is written next to the files as `metadata.cart.json`, which
 `lakehouse ingest tcga` reads to tie counts files to their samples. The base URL comes from `api=`, else
-`LAKEHOUSE_GDC_API_URL`, else https://api.gdc.cancer.gov.
+the `gdc_api_url` setting (`LAKEHOUSE_GDC_API_URL`, default https://api.gdc.cancer.gov).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from urllib3.util.retry import Retry
 
 from lakehouse.errors import DataError
 
-DEFAULT_API = "https://api.gdc.cancer.gov"
 FIELDS = (
     "file_id",
     "file_name",
@@ -162,7 +160,9 @@ def fetch_files(
     http: requests.Session | None = None,
     chunk: int = 1 << 20,
 ) -> FetchResult:
-    api = (api or os.environ.get("LAKEHOUSE_GDC_API_URL") or DEFAULT_API).rstrip("/")
+    from lakehouse.settings import Settings
+
+    api = (api or Settings.load().gdc_api_url).rstrip("/")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     http = http or session()
