@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lakehouse.errors import SchemaDriftError
-from lakehouse.reader import TableInfo, logged_rows
+from lakehouse.reader import TableInfo, table_info
 from lakehouse.schemas import LAYERS, TableDecl, load_declarations
 from lakehouse.settings import Settings
 from lakehouse.types import parse_type
@@ -142,7 +142,7 @@ def list_tables(spark) -> list[TableInfo]:
     """Every Delta table of the layer databases with its current version, row count and last change, read
     from each table's Delta log with delta-rs: two Spark jobs per table (history, count) took about 2 s
     each, the log answers in milliseconds."""
-    import datetime as dt
+    from dataclasses import replace
 
     from lakehouse.storage import open_table
 
@@ -155,21 +155,8 @@ def list_tables(spark) -> list[TableInfo]:
             if row["isTemporary"]:
                 continue
             name = f"{database}.{row['tableName']}"
-            table = open_table(spark, name)
-            [last] = table.history(1)
-            rows = logged_rows(table)
-            if rows is None:  # a file without statistics, or deletion vectors: only a scan can tell
-                rows = spark.table(name).count()
-            changed = dt.datetime.fromtimestamp(last["timestamp"] / 1000)
-            infos.append(TableInfo(name, database, table.version(), rows, str(changed), last["operation"]))
+            info = table_info(name, open_table(spark, name))
+            if info.rows is None:  # a file without statistics, or deletion vectors: only a scan can tell
+                info = replace(info, rows=spark.table(name).count())
+            infos.append(info)
     return infos
-
-
-def history(spark, table: str, limit: int = 50):
-    from delta.tables import DeltaTable
-
-    return (
-        DeltaTable.forName(spark, table)
-        .history(limit)
-        .select("version", "timestamp", "operation", "operationMetrics", "userMetadata")
-    )

@@ -223,15 +223,16 @@ def _live(settings: Settings) -> dict:
 
 def tables(settings: Settings | None = None) -> list[TableInfo]:
     """Every Delta table of the layer databases with its current version, rows and last change."""
-    infos = []
-    for name, table in _live(_settings(settings)).items():
-        [last] = table.history(1)
-        changed = dt.datetime.fromtimestamp(last["timestamp"] / 1000)
-        rows = logged_rows(table)
-        infos.append(
-            TableInfo(name, name.split(".")[0], table.version(), rows, str(changed), last["operation"])
-        )
-    return infos
+    return [table_info(name, table) for name, table in _live(_settings(settings)).items()]
+
+
+def table_info(name: str, table) -> TableInfo:
+    """`name`'s line in a listing, from its delta-rs `table`: version, rows the log holds, last change."""
+    [last] = table.history(1)
+    changed = dt.datetime.fromtimestamp(last["timestamp"] / 1000)
+    return TableInfo(
+        name, name.split(".")[0], table.version(), logged_rows(table), str(changed), last["operation"]
+    )
 
 
 def duckdb_connection(settings: Settings | None = None):

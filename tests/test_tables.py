@@ -190,8 +190,9 @@ def test_schema_drift_is_refused_naming_table_and_column(spark):
 def test_row_counts_come_from_the_log_unless_deletion_vectors_hide_rows(spark):
     """`lakehouse tables` and the gate count rows from the add actions' numRecords; a table with deletion
     vectors keeps the deleted rows in that figure, so it is counted (and validated) by a scan."""
-    from lakehouse.catalog import list_tables, logged_rows
+    from lakehouse.catalog import list_tables
     from lakehouse.quality.checks import version_tallies
+    from lakehouse.reader import logged_rows
     from lakehouse.storage import open_table
 
     spark.sql("DROP TABLE IF EXISTS bronze.rows_probe")

@@ -558,7 +558,7 @@ def version_tallies(
     expectations)` where given and the expectation is one a file's own rows decide (`recountable`)."""
     import pyarrow.dataset as pads
 
-    from lakehouse.catalog import logged_rows
+    from lakehouse.reader import logged_rows
 
     total = logged_rows(table)
     if total is None:  # a file's counts were taken over rows a deletion vector may since have hidden

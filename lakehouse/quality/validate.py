@@ -336,7 +336,7 @@ def drift_result(spark, name: str, version: int, exp: Expectation, ledger) -> Ex
     `version` added (its live files the earlier version did not have; all of them if none) against every
     row of the earlier one. Column sums and counts come from the files' stored counts, else from reading
     the columns."""
-    from lakehouse.catalog import logged_rows
+    from lakehouse.reader import logged_rows
     from lakehouse.storage import open_table
 
     previous = _previous_passed(spark, name, version)
