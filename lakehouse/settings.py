@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from lakehouse.errors import ConfigError
@@ -210,12 +210,8 @@ def _read_toml(path: Path) -> dict:
     return section
 
 
-# Every key a lakehouse.toml may set (its [lakehouse] table, or the file's top level).
-SETTING_KEYS = (
-    "home", "cache_dir", "warehouse_dir", "spark_master", "metastore_uri", "mlflow_tracking_uri",
-    "jars_resolver", "schemas_dir", "validation_engine", "gx_max_rows", "vacuum_retention_hours",
-    "spark_log_level", "dask_scheduler", "geo_base_url", "geo_query_url", "geo_cache_dir", "gdc_api_url",
-)  # fmt: skip
+# Every key a lakehouse.toml may set (its [lakehouse] table, or the file's top level): the settings' fields.
+SETTING_KEYS = tuple(f.name for f in fields(Settings) if f.name != "origins")
 
 
 def _parse_conf_pairs(text: str) -> dict[str, str]:

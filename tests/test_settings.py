@@ -87,3 +87,9 @@ def test_every_source_endpoint_and_service_is_a_setting_lakehouse_config_shows(t
     assert shown["gdc_api_url"] == ("http://127.0.0.1:9/gdc", "env LAKEHOUSE_GDC_API_URL")
     assert shown["geo_cache_dir"] == (str(settings.cache_dir / "geo"), "default")
     assert shown["spark_log_level"] == ("(Spark's default)", "default")
+
+
+def test_spark_conf_may_sit_in_the_lakehouse_table_too(tmp_path):
+    config = tmp_path / "lakehouse.toml"
+    config.write_text('[lakehouse]\nspark_conf = {"spark.executor.memory" = "8g"}\n')
+    assert Settings.load(environ={}, config_file=config).spark_conf == {"spark.executor.memory": "8g"}
