@@ -77,13 +77,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
+@click.option("--format", "fmt", type=FORMATS, default="table")
 @pass_context
-def config(ctx: Context) -> None:
-    """Print the effective settings and where each comes from."""
-    table = Table("setting", "value", "from")
-    for name, value, origin in ctx.settings.describe():
-        table.add_row(name, value, origin)
-    out.print(table)
+def config(ctx: Context, fmt: str) -> None:
+    """Print the effective settings and where each comes from (secrets in URIs redacted)."""
+    emit(["setting", "value", "from"], [list(row) for row in ctx.settings.describe()], fmt)
 
 
 @cli.command()

@@ -152,6 +152,18 @@ def test_config_shows_effective_values_and_origins(tmp_path):
     line = next(line for line in proc.stdout.splitlines() if "spark_master" in line)
     assert "spark://127.0.0.1:7077" in line and "lakehouse.toml" in line
     assert str(tmp_path) in proc.stdout
+    proc = run_cli(
+        lakehouse_env(tmp_path, LAKEHOUSE_SPARK_MASTER="", LAKEHOUSE_GX_MAX_ROWS="5000"),
+        "config",
+        "--format",
+        "json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    shown = {row["setting"]: row for row in json.loads(proc.stdout)}
+    assert shown["spark_master"]["value"] == "spark://127.0.0.1:7077"
+    assert shown["spark_master"]["from"] == f"file {tmp_path / 'lakehouse.toml'}"
+    assert "GX up to 5000 rows" in shown["validation_engine"]["value"]
+    assert shown["home"]["value"] == str(tmp_path)
 
 
 def test_no_credential_reaches_logs_runs_or_commits(landed):
