@@ -51,7 +51,7 @@ import pyarrow.compute as pc
 from lakehouse.errors import DataError
 from lakehouse.quality.checks import FileTally, count
 from lakehouse.schemas import TableDecl
-from lakehouse.storage import Storage
+from lakehouse.storage import Storage, arrow_dataset
 
 log = logging.getLogger(__name__)
 
@@ -1061,7 +1061,7 @@ def read_table(spark, name: str, columns: Sequence[str], where=None) -> pa.Table
     read with delta-rs: no Spark job, which for a lookup in a small table costs seconds."""
     from lakehouse.storage import open_table
 
-    return open_table(spark, name).to_pyarrow_dataset().to_table(filter=where, columns=list(columns))
+    return arrow_dataset(open_table(spark, name)).to_table(filter=where, columns=list(columns))
 
 
 def land_rows(target: Target, rows: pa.Table, run, *, source=None, replace: Sequence[str] = ()) -> int:
@@ -1088,7 +1088,7 @@ def stored_rows(target: Target, keys: pa.Table) -> pa.Table:
 
     key = list(target.primary_key)
     first = pc.unique(keys.column(key[0]).drop_null())
-    found = target.storage.delta_table().to_pyarrow_dataset().to_table(filter=pads.field(key[0]).isin(first))
+    found = target.storage.dataset().to_table(filter=pads.field(key[0]).isin(first))
     if len(key) > 1:
         wanted = set(zip(*(keys.column(k).to_pylist() for k in key), strict=True))
         held = zip(*(found.column(k).to_pylist() for k in key), strict=True)

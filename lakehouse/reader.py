@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from lakehouse.errors import LakehouseError
 from lakehouse.schemas import LAYERS
 from lakehouse.settings import Settings
-from lakehouse.storage import Storage
+from lakehouse.storage import Storage, arrow_dataset
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -136,6 +136,11 @@ def open_delta(name: str, version: int | None = None, settings: Settings | None 
         raise
 
 
+def _dataset(table, settings: Settings):
+    """`table` (delta-rs) as a pyarrow dataset read through pyarrow's filesystem, reached with the settings."""
+    return arrow_dataset(table, Storage.at(table.table_uri, settings.spark_conf))
+
+
 def read_table(
     name: str,
     version: int | None = None,
@@ -146,8 +151,8 @@ def read_table(
     """Rows of table `name` (at `version`; default the latest) as a pyarrow Table: `columns` only, and
     only the rows `filter` (a pyarrow dataset expression, e.g. `pyarrow.dataset.field("af") > 0.01`)
     keeps. A column that a data file does not hold reads as null, as in Spark."""
-    table = open_delta(name, version, settings)
-    dataset = table.to_pyarrow_dataset()
+    settings = _settings(settings)
+    dataset = _dataset(open_delta(name, version, settings), settings)
     if columns is not None:
         unknown = [c for c in columns if c not in dataset.schema.names]
         if unknown:
@@ -241,11 +246,12 @@ def duckdb_connection(settings: Settings | None = None):
     read until a query needs it)."""
     import duckdb
 
+    settings = _settings(settings)
     connection = duckdb.connect()
-    for name, table in _live(_settings(settings)).items():
+    for name, table in _live(settings).items():
         database, _, short = name.partition(".")
         hidden = f"__{database}__{short}"
-        connection.register(hidden, table.to_pyarrow_dataset())
+        connection.register(hidden, _dataset(table, settings))
         connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
         connection.execute(f'CREATE VIEW "{database}"."{short}" AS SELECT * FROM "{hidden}"')
     return connection

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.quality.expectations import Expectation
+from lakehouse.storage import arrow_dataset
 
 CHECKS_TABLE = "quality.file_checks"
 SAMPLE_SIZE = 20
@@ -516,7 +517,7 @@ def file_counts(table, path: str, expectations: Sequence[Expectation]) -> dict[s
     they need; a column the file lacks reads as null, as every reader of the table sees it."""
     names = [f.name for f in table.schema().fields]
     columns = list(dict.fromkeys(c for e in expectations for c in needed_columns(e, names)))
-    return count(expectations, live_rows(table.to_pyarrow_dataset(), [path], columns))
+    return count(expectations, live_rows(arrow_dataset(table), [path], columns))
 
 
 def live_files(dataset, paths: Iterable[str]):
@@ -575,7 +576,7 @@ def version_tallies(
         return VersionTally(total, {})
     if ledger is None:
         return VersionTally(total, {}, f"{CHECKS_TABLE} does not exist")
-    stored = ledger.to_pyarrow_dataset().to_table(
+    stored = arrow_dataset(ledger).to_table(
         filter=(pads.field("table_name") == name) & pads.field("expectation_id").isin(list(wanted)),
         columns=["path", "expectation_id", "signature", "checked_version", "element_count",
                  "unexpected_count", "missing_count", "unexpected_sample"],

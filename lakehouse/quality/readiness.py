@@ -25,6 +25,7 @@ from lakehouse.quality.validate import RESULTS_TABLE, current_version, validatio
 from lakehouse.runs import IngestRun, utcnow
 from lakehouse.schemas import PROVENANCE_COLUMNS, TableDecl, declaration
 from lakehouse.settings import Settings
+from lakehouse.storage import arrow_dataset
 
 READINESS_TABLE = "quality.readiness"
 GENE_SYSTEMS = ("ensembl.gene", "hgnc.symbol")
@@ -102,7 +103,7 @@ def score_table(
 
 def _scan(delta, columns: list[str], limit: int | None = None):
     """Record batches of `columns` of the version `delta` is at (the first `limit` rows, if given)."""
-    data = delta.to_pyarrow_dataset()
+    data = arrow_dataset(delta)
     if limit is not None:
         yield from data.head(limit, columns=columns).to_batches()
         return
@@ -163,7 +164,7 @@ def _fair(decl: TableDecl, delta) -> list[Check]:
 
 
 def _format(decl: TableDecl, delta) -> list[Check]:
-    schema = delta.to_pyarrow_dataset().schema
+    schema = arrow_dataset(delta).schema
     checks = [Check("format", "typed_columnar", 1.0, f"stored as delta with {len(schema)} typed columns")]
     stored = list(delta.metadata().partition_columns or [])
     expected = list(decl.partition_by)

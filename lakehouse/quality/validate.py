@@ -38,7 +38,7 @@ from lakehouse.quality.expectations import Expectation, suite_for
 from lakehouse.runs import IngestRun, utcnow
 from lakehouse.schemas import TableDecl, declaration
 from lakehouse.settings import Settings
-from lakehouse.storage import table_exists
+from lakehouse.storage import arrow_dataset, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -438,7 +438,7 @@ def _column_stats(table, name: str, exp: Expectation, ledger, paths) -> tuple[in
             return found.rows, {c: (s, n) for c, (s, n, _) in found.groups.items()}
     from lakehouse.quality.checks import live_rows
 
-    data = live_rows(table.to_pyarrow_dataset(), paths, list(exp.kwargs["columns"]))
+    data = live_rows(arrow_dataset(table), paths, list(exp.kwargs["columns"]))
     return data.num_rows, {
         c: (pc.sum(data.column(c)).as_py() or 0.0, pc.count(data.column(c)).as_py())
         for c in exp.kwargs["columns"]
@@ -469,9 +469,7 @@ def _unreferenced_rows(
     theirs = [k["table_column"], *(k.get("match") or {}).values(), *(k.get("table_filter") or {})]
     theirs += [k["at_most"]["table_column"]] if k.get("at_most") else []
     if table_exists(spark, k["table"]):
-        reference = (
-            open_table(spark, k["table"]).to_pyarrow_dataset().to_table(columns=list(dict.fromkeys(theirs)))
-        )
+        reference = arrow_dataset(open_table(spark, k["table"])).to_table(columns=list(dict.fromkeys(theirs)))
     else:
         reference = None
     import pyarrow.dataset as pads
@@ -483,7 +481,7 @@ def _unreferenced_rows(
 
     strings = [c for c in dict.fromkeys(mine) if c != (k.get("at_most") or {}).get("column")]
     read = pads.ParquetReadOptions(dictionary_columns=strings)  # repeated ids read once per page
-    dataset = table.to_pyarrow_dataset(parquet_read_options=read)
+    dataset = arrow_dataset(table, parquet_read_options=read)
     if paths is not None:
         from lakehouse.quality.checks import live_files
 

@@ -200,7 +200,7 @@ def genes_of_files(piece: tuple, expression: Target, probes: Target, version: in
         keep = pc.or_(pc.is_null(chosen), pc.equal(values.column("source_file"), preferred))
         values = values.filter(pc.fill_null(keep, True))
     platforms = pc.unique(values.column("gpl_id").drop_null())
-    stored = probes.storage.delta_table(version).to_pyarrow_dataset()
+    stored = probes.storage.dataset(version)
     found = stored.to_table(
         columns=["gpl_id", "probe_id", "gene_symbol", "entrez_id"],
         filter=pads.field("gpl_id").isin(platforms),

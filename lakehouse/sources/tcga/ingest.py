@@ -63,7 +63,7 @@ from lakehouse.sources.tcga.formats import Sniffed, sniff
 from lakehouse.sources.tcga.maf import maf_rows
 from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields, survival
 from lakehouse.sources.tcga.tabular import Memo, _bytes, pieces
-from lakehouse.storage import open_table
+from lakehouse.storage import arrow_dataset, open_table
 from lakehouse.tasks import deal
 
 MUTATIONS = "silver.tcga_mutations"
@@ -519,14 +519,14 @@ class _Lander:
         # Gold is built only from the silver versions this run wrote, and only if they passed validation.
         versions = gate_versions(self.spark, self.run.settings, self.run, [EXPRESSION, CLINICAL])
         expression = self.target(EXPRESSION)
-        stored = expression.storage.delta_table(versions[EXPRESSION]).to_pyarrow_dataset()
+        stored = expression.storage.dataset(versions[EXPRESSION])
         touched = stored.to_table(
             columns=["sample_barcode"], filter=pads.field("file_name").isin(self.touched_files)
         )
         samples = sorted(s for s in pc.unique(touched.column("sample_barcode")).to_pylist() if s)
         if not samples:
             return
-        clinical = open_table(self.spark, CLINICAL, versions[CLINICAL]).to_pyarrow_dataset()
+        clinical = arrow_dataset(open_table(self.spark, CLINICAL, versions[CLINICAL]))
         projects = clinical.to_table(columns=["case_barcode", "project_id"])
         cases = dict(
             zip(*(projects.column(c).to_pylist() for c in ("case_barcode", "project_id")), strict=True)
@@ -558,10 +558,8 @@ def gold_rows(expression: Target, version: int, samples: list[str], cases: dict,
     the row, else from the case's clinical record."""
     columns = ["sample_barcode", "case_barcode", "project_id", "gene_id", "gene_name", "tpm_unstranded",
                "unstranded", "aliquot_barcode", "file_name", "source_file", "source_sha256", "source_release"]  # fmt: skip
-    rows = (
-        expression.storage.delta_table(version)
-        .to_pyarrow_dataset()
-        .to_table(columns=columns, filter=pads.field("sample_barcode").isin(samples))
+    rows = expression.storage.dataset(version).to_table(
+        columns=columns, filter=pads.field("sample_barcode").isin(samples)
     )
     rows = rows.filter(pc.invert(pc.ends_with(rows.column("gene_id"), "_PAR_Y")))
     ordered = rows.sort_by(
