@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from lakehouse.errors import EnvironmentProblem
@@ -34,8 +35,7 @@ from lakehouse.settings import Settings
 HOST = "127.0.0.1"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
-ROOT = Path(__file__).resolve().parent.parent
-SPARK_DEFAULTS_TEMPLATE = ROOT / "infra" / "spark" / "spark-defaults.conf.template"
+SPARK_DEFAULTS_TEMPLATE = Path(str(resources.files("lakehouse") / "conf" / "spark-defaults.conf.template"))
 
 
 def free_port(host: str = HOST) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from lakehouse.settings import Settings
@@ -49,7 +50,8 @@ def _geo(spark, settings: Settings) -> None:
     land_synthetic(spark, settings)
 
 
-SPECS = Path(__file__).resolve().parent.parent / "ml" / "specs"
+# The reference hypotheses ship inside the ml package (package data), so an installed wheel has them.
+SPECS = Path(str(resources.files("ml") / "specs"))
 
 
 def _experiments(spark, settings: Settings) -> None:

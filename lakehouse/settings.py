@@ -12,9 +12,14 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 
 from lakehouse.errors import ConfigError
+
+# The table declarations ship inside the package (lakehouse/schemas/<layer>/<table>.yaml, package data).
+# pip and uv install a wheel as plain directories, never zipped, so this resource is a directory on disk.
+PACKAGED_SCHEMAS = Path(str(resources.files("lakehouse") / "schemas"))
 
 DEFAULT_HOME = "./lakehouse-data"
 DEFAULT_MASTER = "local[*]"
@@ -84,9 +89,7 @@ class Settings:
         resolver = pick("jars_resolver", "LAKEHOUSE_JARS_RESOLVER", "auto")
         if resolver not in ("auto", "spark", "maven", "offline"):
             raise ConfigError(f"jars_resolver must be auto, spark, maven or offline, not {resolver!r}")
-        schemas_dir = Path(
-            pick("schemas_dir", "LAKEHOUSE_SCHEMAS", str(Path(__file__).resolve().parent.parent / "schemas"))
-        )
+        schemas_dir = Path(pick("schemas_dir", "LAKEHOUSE_SCHEMAS", str(PACKAGED_SCHEMAS)))
 
         engine = pick("validation_engine", "LAKEHOUSE_VALIDATION_ENGINE", "auto")
         if engine not in ("auto", "gx", "batched"):

@@ -4,7 +4,6 @@ landed through the real ingest, validated, and tracked in a real local MLflow st
 import dataclasses
 import gzip
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,11 +11,12 @@ import pytest
 from conftest import run_status
 from pyspark.sql import functions as F
 
+from lakehouse.pipeline import SPECS
 from ml.experiment import ExperimentSpec, run_experiment
 from ml.stats import concordance_index, outcome
 from ml.survival import stage_number, survival_features, survival_target, top_genes
 
-SPEC = Path(__file__).resolve().parent.parent / "ml" / "specs" / "tcga_survival.yaml"
+SPEC = SPECS / "tcga_survival.yaml"
 RELEASE = "survival-test"
 CASES = 300
 

@@ -5,8 +5,7 @@ import yaml
 
 from lakehouse.errors import ConfigError
 from lakehouse.schemas import PROVENANCE_COLUMNS, load_declarations, parse_declaration
-
-ROOT = Path(__file__).resolve().parent.parent
+from lakehouse.settings import PACKAGED_SCHEMAS
 
 EXAMPLE = {
     "name": "silver.example_variants",
@@ -66,7 +65,7 @@ def test_file_must_be_named_after_its_table(tmp_path):
 
 
 def test_project_declarations_all_load():
-    declarations = load_declarations(ROOT / "schemas")
+    declarations = load_declarations(PACKAGED_SCHEMAS)
     assert {"meta.ingest_runs", "quality.quarantine", "bronze.demo_measurements"} <= set(declarations)
     for decl in declarations.values():
         assert decl.description, f"{decl.name} has no description"

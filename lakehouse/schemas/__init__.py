@@ -1,4 +1,8 @@
-"""Table declarations: one YAML file per table under `schemas/<layer>/<table>.yaml`.
+"""Table declarations: one YAML file per table under `lakehouse/schemas/<layer>/<table>.yaml`.
+
+The declarations ship inside the package as data (the default `schemas_dir`, `settings.PACKAGED_SCHEMAS`),
+so an installed wheel has them; `LAKEHOUSE_SCHEMAS` names a directory of the same shape instead, for a
+user's own tables.
 
 A declaration is the single source of a table's shape. Code derives from it the `CREATE TABLE` DDL (with
 column comments and table properties), the Spark schema used to build DataFrames, the drift check against

@@ -22,6 +22,7 @@ from conftest import lakehouse_env, run_cli
 from pyspark.sql import functions as F
 
 from lakehouse.schemas import declaration
+from lakehouse.settings import PACKAGED_SCHEMAS
 from lakehouse.synth.gnomad import write_gnomad_vcf
 
 KEY = ["source_file", "contig", "pos", "ref", "alt"]
@@ -202,8 +203,7 @@ def test_kill_9_mid_write_leaves_the_previous_version_and_the_next_run_records_i
     )
 
 
-ROOT = Path(__file__).resolve().parents[2]
-GOLD_KEY = list(declaration("gold.gnomad_population_frequencies", ROOT / "schemas").primary_key)
+GOLD_KEY = list(declaration("gold.gnomad_population_frequencies", PACKAGED_SCHEMAS).primary_key)
 
 
 def crash(env: dict[str, str], failpoint: str, *args: str, **extra: str) -> tuple[int, str]:
