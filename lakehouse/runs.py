@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,12 +21,15 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Self
 
 from lakehouse.errors import describe_error
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
+from lakehouse.storage import arrow_dataset
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,70 @@ def code_version() -> str:
     except OSError:
         return "unknown"
     return f"{commit}-dirty" if commit and dirty else (commit or "unknown")
+
+
+# The runtime lock the package was built with (package data): exact versions of every dependency.
+LOCK = resources.files("lakehouse") / "conf" / "requirements.lock"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;\s*([^\\]*?))?\s*\\?$")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What ran, beyond the code: the package's version, the hash of its lock, and where the installed
+    packages differ from that lock (empty when the environment was installed from it)."""
+
+    lakehouse_version: str
+    lock_sha256: str
+    lock_drift: tuple[str, ...]
+
+
+def lock_pins(text: str) -> dict[str, str]:
+    """`name -> version` of the lock's pins whose environment markers hold on this interpreter."""
+    from packaging.markers import Marker
+
+    pins = {}
+    for line in text.splitlines():
+        match = _PIN.match(line)
+        if match and (not match[3] or Marker(match[3]).evaluate()):
+            pins[canonical_name(match[1])] = match[2]
+    return pins
+
+
+def canonical_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_drift(pins: Mapping[str, str], installed: Mapping[str, str]) -> tuple[str, ...]:
+    """One line per locked package that is missing or at another version (PEP 440 equality)."""
+    from packaging.version import InvalidVersion, Version
+
+    def same(a: str, b: str) -> bool:
+        try:
+            return Version(a) == Version(b)
+        except InvalidVersion:
+            return a == b
+
+    drift = []
+    for name, locked in sorted(pins.items()):
+        have = installed.get(name)
+        if have is None:
+            drift.append(f"{name} missing (locked {locked})")
+        elif not same(have, locked):
+            drift.append(f"{name} {have} (locked {locked})")
+    return tuple(drift)
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    text = LOCK.read_text()
+    installed = {canonical_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    try:
+        version = metadata.version("lakehouse")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        version = "unknown"
+    return Environment(
+        version, hashlib.sha256(text.encode()).hexdigest(), lock_drift(lock_pins(text), installed)
+    )
 
 
 def utcnow() -> dt.datetime:
@@ -204,6 +272,9 @@ class IngestRun:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "code_version": code_version(),
+            "lakehouse_version": environment().lakehouse_version,
+            "lock_sha256": environment().lock_sha256,
+            "lock_drift": list(environment().lock_drift),
         }
 
     def _write(self, append: bool) -> None:
@@ -320,7 +391,7 @@ def close_abandoned_runs(spark, runs) -> list[str]:
 
     host = socket.gethostname()
     table = runs.storage.delta_table()
-    found = table.to_pyarrow_dataset().to_table(
+    found = arrow_dataset(table).to_table(
         filter=(pads.field("status") == "running") & (pads.field("host") == host), columns=["run_id", "pid"]
     )
     stale = [

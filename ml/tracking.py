@@ -349,10 +349,17 @@ def _schema(delta):
 def log_environment(spark, code_version: str) -> None:
     import mlflow
 
+    from lakehouse.runs import environment
+
+    env = environment()
     mlflow.set_tag("lakehouse.code_version", code_version)
     mlflow.set_tag("mlflow.source.git.commit", code_version)
+    mlflow.set_tag("lakehouse.version", env.lakehouse_version)
+    mlflow.set_tag("lakehouse.lock_sha256", env.lock_sha256)
+    mlflow.set_tag("lakehouse.lock_drift", str(len(env.lock_drift)))
     mlflow.log_dict(
         {
+            "lock_drift": list(env.lock_drift),
             "packages": package_versions(),
             "spark_conf": {k: redact(k, v) for k, v in sorted(spark.sparkContext.getConf().getAll())},
         },

@@ -1,6 +1,7 @@
 """The ML loop on real Delta versions with real MLflow stores (local SQLite, and a server over HTTP)."""
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import yaml
 from pyspark.sql import functions as F
 
 from lakehouse.quality.validate import validate_table
+from lakehouse.runs import LOCK
 from lakehouse.schemas import load_declarations
 from ml.experiment import ExperimentSpec, findings, run_experiment
 from ml.lineage import lineage
@@ -113,9 +116,11 @@ def test_supported_hypothesis_is_registered_and_traced_to_version_0(spark, ml_se
     run = mlflow.get_run(result.run_id)
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == [f"{TABLE}@v0"]
     assert run.data.tags["lakehouse.outcome"] == "supported"
+    # the run names the package version and the dependency lock it ran with
+    assert run.data.tags["lakehouse.version"] == version("lakehouse")
+    assert run.data.tags["lakehouse.lock_sha256"] == hashlib.sha256(LOCK.read_bytes()).hexdigest()
     assert {"effect_ci_low", "effect_ci_high", "balanced_accuracy_ci_low"} <= set(run.data.metrics)
     # the model's requirements are the packages it needs, pinned to the versions that trained it
-    from importlib.metadata import version
 
     required = mlflow.pyfunc.get_model_dependencies("models:/lakehouse-test-subtype@champion")
     pinned = Path(required).read_text().split()
