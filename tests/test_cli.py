@@ -101,6 +101,22 @@ def test_tables_history_describe_and_duckdb_sql_need_no_jvm(landed):
     assert line.startswith("error: CatalogException: ") and "no_such_table does not exist" in line
 
 
+def test_duckdb_and_spark_give_the_same_answer_for_a_join_of_two_landed_tables(landed):
+    env, _ = landed
+    query = (
+        "SELECT c.project_id, s.sample_type, count(*) AS samples, count(DISTINCT c.gender) AS genders "
+        "FROM silver.tcga_samples s JOIN silver.tcga_clinical c ON s.case_barcode = c.case_barcode "
+        "GROUP BY c.project_id, s.sample_type ORDER BY c.project_id, s.sample_type NULLS FIRST"
+    )
+    answers = {}
+    for engine in ("duckdb", "spark"):
+        proc = run_cli(env, "sql", "--engine", engine, query, "--format", "json", "--limit", "1000")
+        assert proc.returncode == 0, proc.stderr
+        answers[engine] = json.loads(proc.stdout)
+    assert answers["duckdb"] == answers["spark"]
+    assert len(answers["spark"]) >= 2 and all(row["samples"] > 0 for row in answers["spark"])
+
+
 def test_validate_lists_the_declared_domain_checks_of_a_version(landed):
     env, _ = landed
     proc = run_cli(env, "validate", "silver.gnomad_variants", "--version", "1", "--format", "json")
