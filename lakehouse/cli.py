@@ -672,6 +672,25 @@ def serve_sql_command(ctx: Context, host: str, port: int) -> None:
     serve_sql(ctx.settings, port, host)
 
 
+@serve.command("connect")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=15002, show_default=True, help="Spark Connect (gRPC) port.")
+@pass_context
+def serve_connect_command(ctx: Context, host: str, port: int) -> None:
+    """A long-lived Spark (Spark Connect) that commands and jobs attach to instead of starting their own.
+
+    Other processes set `spark_remote = "sc://HOST:PORT"` (LAKEHOUSE_SPARK_REMOTE) and start no JVM.
+    """
+    from lakehouse.serve import connect_url, serve_connect
+
+    err.print(
+        f"Spark Connect {connect_url(host, port)} on {ctx.settings.spark_master}: set "
+        f"LAKEHOUSE_SPARK_REMOTE={connect_url(host, port)} in the processes attaching; Ctrl-C stops it",
+        highlight=False,
+    )
+    serve_connect(ctx.settings, port, host)
+
+
 @serve.command("catalog")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=1527, show_default=True, help="Derby network server port.")

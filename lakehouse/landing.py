@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 from lakehouse.errors import DataError
 from lakehouse.quality.checks import FileTally, count
 from lakehouse.schemas import TableDecl
+from lakehouse.spark import default_parallelism
 from lakehouse.storage import Storage, arrow_dataset
 
 log = logging.getLogger(__name__)
@@ -716,7 +717,7 @@ def write_pieces(
             yield _output(out)
 
     if sum(sizes) <= IN_DRIVER_BYTES:
-        parallelism = spark.sparkContext.defaultParallelism
+        parallelism = default_parallelism(spark)
         described = [d for indexes in deal(sizes, parallelism) for d in share(pieces[i] for i in indexes)]
     else:
         plan = spread(spark, pieces, ddl, sizes)

@@ -260,9 +260,9 @@ def _detail(spark, table: str) -> dict:
 
 
 def _current_version(spark, table: str) -> int:
-    from delta.tables import DeltaTable
+    from lakehouse.quality.validate import current_version
 
-    return int(DeltaTable.forName(spark, table).history(1).first()["version"])
+    return current_version(spark, table)
 
 
 def _quoted(table: str) -> str:

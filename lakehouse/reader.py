@@ -65,6 +65,17 @@ def record_table(warehouse: Storage, name: str, location: str) -> None:
         fs.move(staging, final)
 
 
+def recorded_location(warehouse: Storage, name: str) -> str | None:
+    """The storage URI the catalog directory of `warehouse` records for table `name`, if it has an entry."""
+    try:
+        with warehouse.filesystem().open_input_stream(
+            f"{warehouse.root}/{CATALOG_DIR}/{name}.json"
+        ) as stream:
+            return json.loads(stream.read())["location"]
+    except FileNotFoundError:
+        return None
+
+
 def _entries(settings: Settings) -> dict[str, str]:
     """Table name -> storage URI, from the catalog directory (empty when there is none yet)."""
     import pyarrow.fs as pafs
@@ -107,14 +118,13 @@ def table_path(name: str, settings: Settings | None = None) -> str:
     if not database or not table:
         raise LakehouseError(f"{name!r}: name a table as layer.table (e.g. silver.gnomad_variants)")
     warehouse = _warehouse(settings)
-    fs = warehouse.filesystem()
-    try:
-        with fs.open_input_stream(f"{warehouse.root}/{CATALOG_DIR}/{name}.json") as stream:
-            return json.loads(stream.read())["location"]
-    except FileNotFoundError:  # a home older than the catalog directory: Spark's managed layout
-        managed = f"{warehouse.root}/{database}.db/{table}/_delta_log"
-        if fs.get_file_info(managed).type == pafs.FileType.Directory:
-            return f"{settings.warehouse_dir.rstrip('/')}/{database}.db/{table}"
+    recorded = recorded_location(warehouse, name)
+    if recorded is not None:
+        return recorded
+    # a home older than the catalog directory: Spark's managed layout
+    managed = f"{warehouse.root}/{database}.db/{table}/_delta_log"
+    if warehouse.filesystem().get_file_info(managed).type == pafs.FileType.Directory:
+        return f"{settings.warehouse_dir.rstrip('/')}/{database}.db/{table}"
     raise LakehouseError(
         f"table {name} not found in the warehouse {settings.warehouse_dir} (`lakehouse tables` lists those there)"
     )

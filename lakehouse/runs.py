@@ -29,7 +29,6 @@ from typing import Self
 from lakehouse.errors import describe_error
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
-from lakehouse.storage import arrow_dataset
 
 log = logging.getLogger(__name__)
 
@@ -291,19 +290,14 @@ class IngestRun:
         if version is not None:
             self._row_files = added
             return
-        from delta.tables import DeltaTable
-
         decl = declaration(RUNS_TABLE, self.settings.schemas_dir)
-        frame = self.spark.createDataFrame([self._row()], schema=decl.spark_schema())
+        view = f"ingest_run_{self.run_id}"
+        self.spark.createDataFrame([self._row()], schema=decl.spark_schema()).createOrReplaceTempView(view)
 
-        def write():
-            (
-                DeltaTable.forName(self.spark, RUNS_TABLE)
-                .alias("t")
-                .merge(frame.alias("s"), "t.run_id = s.run_id")
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll()
-                .execute()
+        def write():  # SQL, not Delta's Python API: a Spark Connect session has only the former
+            self.spark.sql(
+                f"MERGE INTO {RUNS_TABLE} t USING {view} s ON t.run_id = s.run_id "
+                "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
             )
 
         with commit_metadata(self.spark, self.commit_metadata()):
@@ -387,11 +381,9 @@ def close_abandoned_runs(spark, runs) -> list[str]:
     `runs` is the landing Target of the runs table, read with delta-rs.
     """
     import pyarrow.dataset as pads
-    from pyspark.sql import functions as F
 
     host = socket.gethostname()
-    table = runs.storage.delta_table()
-    found = arrow_dataset(table).to_table(
+    found = runs.storage.dataset().to_table(
         filter=(pads.field("status") == "running") & (pads.field("host") == host), columns=["run_id", "pid"]
     )
     stale = [
@@ -401,18 +393,18 @@ def close_abandoned_runs(spark, runs) -> list[str]:
     ]
     if not stale:
         return []
-    from delta.tables import DeltaTable
-
-    ids = [run_id for run_id, _ in stale]
-    message = F.concat(
-        F.lit("abandoned: process "),
-        F.col("pid").cast("string"),
-        F.lit(f" on {host} ended without closing its run (killed or stopped)"),
-    )
+    ids = [run_id for run_id, _ in stale if re.fullmatch(r"[0-9a-f]{32}", run_id)]  # uuid4 hex, as written
+    if not ids:
+        return []
+    listed = ", ".join(f"'{run_id}'" for run_id in ids)
+    # The host goes in as a SQL string literal: Delta's UPDATE binds no parameters.
+    where = host.replace("\\", "\\\\").replace("'", "\\'")
+    # SQL, not Delta's Python API: a Spark Connect session has only the former.
     retry_conflicts(
-        lambda: DeltaTable.forName(spark, RUNS_TABLE).update(
-            condition=F.col("run_id").isin(ids) & (F.col("status") == "running"),
-            set={"status": F.lit("failed"), "ended_at": F.current_timestamp(), "error": message},
+        lambda: spark.sql(
+            f"UPDATE {RUNS_TABLE} SET status = 'failed', ended_at = current_timestamp(), "
+            f"error = concat('abandoned: process ', cast(pid AS string), ' on {where} ended without closing "
+            f"its run (killed or stopped)') WHERE run_id IN ({listed}) AND status = 'running'"
         ),
         RUNS_TABLE,
     )

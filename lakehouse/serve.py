@@ -1,10 +1,16 @@
-"""A SQL endpoint over the catalog: the Spark Thrift server (HiveServer2 protocol, JDBC/ODBC).
+"""Servers over the catalog: the Spark Thrift server for SQL tools, and Spark Connect for lakehouse commands.
 
-Why the Thrift server and not Spark Connect: the people who query the lakehouse "from their tools" use SQL
-clients (beeline, DBeaver, BI tools, any JDBC/ODBC driver, PyHive-style DB-API); those speak HiveServer2's
-Thrift protocol. Spark Connect serves DataFrame programs written against the pyspark/Scala client, not SQL
-tools. The server is a Spark application like any job: the same conf (`lakehouse.spark.spark_conf()`: Delta
-extension and catalog, the metastore, jars from the cache), the same master setting.
+`serve sql` is the Spark Thrift server (HiveServer2 protocol, JDBC/ODBC): the people who query the lakehouse
+"from their tools" use SQL clients (beeline, DBeaver, BI tools, any JDBC/ODBC driver, PyHive-style DB-API),
+and those speak HiveServer2's Thrift protocol.
+
+`serve connect` is Spark Connect (gRPC, shipped with Spark 4.1): one long-lived Spark that `lakehouse`
+commands and jobs attach to (`spark_remote = "sc://HOST:PORT"`) instead of each starting a JVM. Their
+DataFrame plans, landing tasks (`mapInArrow`) included, run on the server; the delta-rs commits and reads
+stay in the client, which reaches the warehouse itself.
+
+Both are Spark applications like any job: the same conf (`lakehouse.spark.spark_conf()`: Delta extension and
+catalog, the metastore, jars from the cache), the same master setting.
 
 With the embedded Derby metastore the server must be the only JVM on its warehouse while it runs (Derby
 admits one); point `LAKEHOUSE_METASTORE_URI` at a Hive metastore to serve while jobs write.
@@ -20,40 +26,74 @@ from lakehouse.jars import spark_home
 from lakehouse.settings import Settings
 
 THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+CONNECT_PORT = 15002
 
 
 def jdbc_url(host: str, port: int, database: str = "default") -> str:
     return f"jdbc:hive2://{host}:{port}/{database}"
 
 
-def thrift_server_command(settings: Settings, port: int, host: str = HOST) -> list[str]:
-    """`spark-submit --class HiveThriftServer2` with the lakehouse's conf, bound to host:port."""
+def server_properties(settings: Settings, name: str, extra: dict[str, str] | None = None) -> Path:
+    """A properties file with the lakehouse's conf for a server application."""
     from lakehouse.spark import session_jars
 
-    # The server opens each JDBC session on a Hive handler thread whose class loader does not see jars added
-    # with `spark.jars` (DeltaCatalog would not be found): they go on the JVM's own classpath as well.
+    # Servers open each session on a handler thread whose class loader does not see jars added with
+    # `spark.jars` (DeltaCatalog would not be found): they go on the JVM's own classpath as well.
     classpath = session_jars(settings).replace(",", os.pathsep)
-    properties = write_spark_defaults(
-        settings.home / "serve" / "spark-defaults.conf",
+    return write_spark_defaults(
+        settings.home / "serve" / f"{name}.conf",
         settings,
-        extra={"spark.driver.extraClassPath": classpath},
+        extra={"spark.driver.extraClassPath": classpath, **(extra or {})},
     )
+
+
+def thrift_server_command(settings: Settings, port: int, host: str = HOST) -> list[str]:
+    """`spark-submit --class HiveThriftServer2` with the lakehouse's conf, bound to host:port."""
     return [
         str(spark_home() / "bin" / "spark-submit"),
         "--class", THRIFT_SERVER_CLASS,
         "--name", "lakehouse sql endpoint",
         "--master", settings.spark_master,
-        "--properties-file", str(properties),
+        "--properties-file", str(server_properties(settings, "sql")),
         "--hiveconf", f"hive.server2.thrift.bind.host={host}",
         "--hiveconf", f"hive.server2.thrift.port={port}",
         "--hiveconf", "hive.server2.transport.mode=binary",
     ]  # fmt: skip
 
 
+def connect_server_command(settings: Settings, port: int, host: str = HOST) -> list[str]:
+    """`spark-submit --class SparkConnectServer` with the lakehouse's conf, gRPC bound to host:port."""
+    properties = server_properties(
+        settings,
+        "connect",
+        {"spark.connect.grpc.binding.address": host, "spark.connect.grpc.binding.port": str(port)},
+    )
+    return [
+        str(spark_home() / "bin" / "spark-submit"),
+        "--class", CONNECT_SERVER_CLASS,
+        "--name", "lakehouse spark connect",
+        "--master", settings.spark_master,
+        "--properties-file", str(properties),
+    ]  # fmt: skip
+
+
+def connect_url(host: str, port: int) -> str:
+    return f"sc://{host}:{port}"
+
+
 def serve_sql(settings: Settings, port: int, host: str = HOST) -> None:
     """Replace this process with the Thrift server (it runs until stopped; SIGTERM/Ctrl-C stop it)."""
+    _exec(settings, thrift_server_command(settings, port, host), host)
+
+
+def serve_connect(settings: Settings, port: int, host: str = HOST) -> None:
+    """Replace this process with the Spark Connect server (it runs until stopped; SIGTERM/Ctrl-C stop it)."""
+    _exec(settings, connect_server_command(settings, port, host), host)
+
+
+def _exec(settings: Settings, command: list[str], host: str) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
-    command = thrift_server_command(settings, port, host)
     env = spark_env()
     env.setdefault("SPARK_LOCAL_IP", host)
     os.chdir(settings.home)  # anything the server writes relative to its directory stays with the warehouse

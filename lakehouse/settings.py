@@ -46,6 +46,8 @@ class Settings:
     # `lakehouse maintain`: how long VACUUM keeps removed files of tables no finding or model references.
     vacuum_retention_hours: float = 168.0
     spark_log_level: str | None = None  # Spark's own log level (WARN, INFO, …); default: Spark's
+    # A Spark Connect server (`sc://host:port`, `lakehouse serve connect`) to attach to instead of a JVM here.
+    spark_remote: str | None = None
     dask_scheduler: str | None = None  # a Dask scheduler address; default: a local cluster per export
     geo_base_url: str = DEFAULT_GEO_BASE_URL  # where GEO's SOFT files are downloaded from (a mirror)
     geo_query_url: str = DEFAULT_GEO_QUERY_URL  # GEO's per-sample query service (GSM accessions)
@@ -111,6 +113,12 @@ class Settings:
         )
 
         spark_log_level = pick("spark_log_level", "LAKEHOUSE_SPARK_LOG_LEVEL", None)
+        spark_remote = pick("spark_remote", "LAKEHOUSE_SPARK_REMOTE", None) or None
+        if spark_remote and not spark_remote.startswith("sc://"):
+            raise ConfigError(
+                f"spark_remote ({origins['spark_remote']}) must be a Spark Connect URL sc://host:port, "
+                f"not {spark_remote!r}"
+            )
         dask_scheduler = pick("dask_scheduler", "LAKEHOUSE_DASK_SCHEDULER", None)
         geo_base_url = pick("geo_base_url", "LAKEHOUSE_GEO_BASE_URL", DEFAULT_GEO_BASE_URL).rstrip("/")
         geo_query_url = pick("geo_query_url", "LAKEHOUSE_GEO_QUERY_URL", DEFAULT_GEO_QUERY_URL)
@@ -141,6 +149,7 @@ class Settings:
             gx_max_rows=gx_max_rows,
             vacuum_retention_hours=vacuum_retention_hours,
             spark_log_level=spark_log_level,
+            spark_remote=spark_remote,
             dask_scheduler=dask_scheduler,
             geo_base_url=geo_base_url,
             geo_query_url=geo_query_url,
@@ -156,6 +165,7 @@ class Settings:
             ("cache_dir", str(self.cache_dir)),
             ("warehouse_dir", self.warehouse_dir),
             ("spark_master", self.spark_master),
+            ("spark_remote", redact_uri(self.spark_remote) or "(none: each command starts its own Spark)"),
             ("metastore", redact_uri(self.metastore_uri) or f"embedded Derby at {self.metastore_db}"),
             ("mlflow_tracking_uri", redact_uri(self.mlflow_tracking_uri)),
             ("jars_resolver", self.jars_resolver),

@@ -85,6 +85,8 @@ def get_spark(settings: Settings | None = None, app_name: str = "lakehouse"):
     if active is not None:
         return active
     settings = settings or Settings.load()
+    if settings.spark_remote:  # attach to a running Spark Connect server: no JVM in this process
+        return SparkSession.builder.remote(settings.spark_remote).appName(app_name).getOrCreate()
     java_major_version()
     jars = session_jars(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -105,3 +107,29 @@ def get_spark(settings: Settings | None = None, app_name: str = "lakehouse"):
     if settings.spark_log_level:
         spark.sparkContext.setLogLevel(settings.spark_log_level)
     return spark
+
+
+def is_remote(spark) -> bool:
+    """Whether `spark` is a Spark Connect client session (no SparkContext or JVM in this process)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def session_conf(spark) -> dict[str, str]:
+    """The session's Spark conf: its SparkContext's, or over Spark Connect the server session's."""
+    if is_remote(spark):
+        return dict(spark.conf.getAll)
+    return dict(spark.sparkContext.getConf().getAll())
+
+
+def default_parallelism(spark) -> int:
+    """The cluster's task slots (how many pieces a landing splits its input into). A Spark Connect client has
+    no SparkContext to ask: it reads the server's `spark.default.parallelism`, else its `local[N]` master."""
+    if not is_remote(spark):
+        return spark.sparkContext.defaultParallelism
+    conf = session_conf(spark)
+    if conf.get("spark.default.parallelism"):
+        return int(conf["spark.default.parallelism"])
+    local = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", conf.get("spark.master", ""))
+    if local and local[1] != "*":
+        return int(local[1])
+    return os.cpu_count() or 2

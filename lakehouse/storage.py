@@ -24,7 +24,9 @@ class Storage:
 
     @classmethod
     def of(cls, spark, uri: str) -> Storage:
-        return cls.at(uri, dict(spark.sparkContext.getConf().getAll()))
+        from lakehouse.spark import session_conf
+
+        return cls.at(uri, session_conf(spark))
 
     @classmethod
     def at(cls, uri: str, spark_conf: Mapping[str, str]) -> Storage:
@@ -140,8 +142,12 @@ def table_exists(spark, name: str) -> bool:
     goes through Delta's catalog, which loads the table (seconds, the first time in a JVM)."""
     try:
         return bool(spark._jsparkSession.sessionState().catalog().tableExists(_identifier(spark, name)))
-    except AttributeError:  # no JVM at hand (Spark Connect)
-        return spark.catalog.tableExists(name)
+    except AttributeError:  # no JVM at hand (Spark Connect): a listing, which loads no Delta snapshot either
+        database, _, table = name.rpartition(".")
+        if not spark.catalog.databaseExists(database or "default"):
+            return False
+        listed = spark.sql(f"SHOW TABLES IN {database or 'default'} LIKE '{table}'")
+        return bool(listed.where("NOT isTemporary").take(1))
 
 
 def database_exists(spark, name: str) -> bool:
@@ -162,5 +168,11 @@ def table_location(spark, name: str) -> str:
     try:
         catalog = spark._jsparkSession.sessionState().catalog()
         return str(catalog.getTableMetadata(_identifier(spark, name)).location())
-    except AttributeError:  # no JVM at hand (Spark Connect)
-        return spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()["location"]
+    except AttributeError:  # no JVM at hand (Spark Connect): the catalog entry, else Delta's detail
+        from lakehouse.reader import recorded_location
+
+        warehouse = Storage.of(spark, spark.conf.get("spark.sql.warehouse.dir"))
+        return (
+            recorded_location(warehouse, name)
+            or spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()["location"]
+        )

@@ -15,6 +15,8 @@ import heapq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from lakehouse.spark import default_parallelism
+
 
 def deal(sizes: list[int], tasks: int) -> list[list[int]]:
     """Indexes of `sizes` dealt into at most `tasks` shares of about equal total size: largest first, each
@@ -31,7 +33,7 @@ def deal(sizes: list[int], tasks: int) -> list[list[int]]:
 def spread(spark: SparkSession, rows: list[tuple], ddl: str, sizes: list[int]) -> DataFrame:
     """A frame of `rows` (schema `ddl`; `sizes[i]` the bytes row i stands for) with one partition per core,
     each holding one share of `deal`, padded with rows that are all null: a task skips those."""
-    shares = deal(sizes, spark.sparkContext.defaultParallelism)
+    shares = deal(sizes, default_parallelism(spark))
     # Fewer items than cores: one each, and the list's runs hold at most one row, so nothing is padded (a
     # padding-only task would still start a Python worker).
     longest = max((len(share) for share in shares), default=0)

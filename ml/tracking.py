@@ -27,6 +27,7 @@ from pathlib import Path
 
 from lakehouse.errors import EnvironmentProblem
 from lakehouse.settings import Settings, redact, redact_uri
+from lakehouse.spark import session_conf
 
 PACKAGES = (
     "pyspark",
@@ -361,7 +362,7 @@ def log_environment(spark, code_version: str) -> None:
         {
             "lock_drift": list(env.lock_drift),
             "packages": package_versions(),
-            "spark_conf": {k: redact(k, v) for k, v in sorted(spark.sparkContext.getConf().getAll())},
+            "spark_conf": {k: redact(k, v) for k, v in sorted(session_conf(spark).items())},
         },
         "environment.json",
     )

@@ -101,9 +101,11 @@ class Validation:
 
 
 def current_version(spark, table: str) -> int:
-    from delta.tables import DeltaTable
+    """The table's latest version, from its Delta log (delta-rs): no Spark job, and no Delta Python API, which
+    Spark Connect sessions lack (Delta 4.4 publishes no Connect server plugin for Spark 4.1)."""
+    from lakehouse.storage import open_table
 
-    return DeltaTable.forName(spark, table).history(1).select("version").first()["version"]
+    return open_table(spark, table).version()
 
 
 def engine_for(settings: Settings, requested: str | None, frame: DataFrame) -> str:

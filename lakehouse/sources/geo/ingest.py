@@ -50,6 +50,7 @@ from lakehouse.runs import IngestResult, IngestRun, InputFile
 from lakehouse.schemas import declaration
 from lakehouse.settings import Settings
 from lakehouse.sources.geo import fetch, soft, transform
+from lakehouse.spark import default_parallelism
 
 log = logging.getLogger(__name__)
 JOB = "ingest-geo"
@@ -268,7 +269,7 @@ def ingest_geo(
         marks = {source.path: Provenance.of(source, run) for source in sources}
         clock.tick("tables")
 
-        pieces, sizes = plan(list(by_path), spark.sparkContext.defaultParallelism, shards)
+        pieces, sizes = plan(list(by_path), default_parallelism(spark), shards)
         written = write_pieces(
             spark, pieces, PIECE_DDL, sizes, lambda piece: piece_rows(piece, marks), [expression, probes],
             owned={expression.name: ("source_file", "gsm_id")},  # a shard holds whole sample tables

@@ -63,6 +63,7 @@ from lakehouse.sources.tcga.formats import Sniffed, sniff
 from lakehouse.sources.tcga.maf import maf_rows
 from lakehouse.sources.tcga.parse import clinical_record, merge_case_fields, survival
 from lakehouse.sources.tcga.tabular import Memo, _bytes, pieces
+from lakehouse.spark import default_parallelism
 from lakehouse.storage import arrow_dataset, open_table
 from lakehouse.tasks import deal
 
@@ -343,7 +344,7 @@ class _Lander:
         clinical = dict(
             zip(*(stored.column(c).to_pylist() for c in ("case_barcode", "project_id")), strict=True)
         )
-        parallelism = self.spark.sparkContext.defaultParallelism
+        parallelism = default_parallelism(self.spark)
         cut = pieces(files, parallelism)
         sizes = [_bytes(f) for f in cut]
         shares = deal(sizes, parallelism)  # as Spark tasks would hold them: small MAFs parse together
@@ -531,7 +532,7 @@ class _Lander:
         cases = dict(
             zip(*(projects.column(c).to_pylist() for c in ("case_barcode", "project_id")), strict=True)
         )
-        tasks = self.spark.sparkContext.defaultParallelism
+        tasks = default_parallelism(self.spark)
         groups = [samples[i::tasks] for i in range(min(tasks, len(samples)))]
         # The bytes a sample stands for: its count files' (the engine reads small work in the driver).
         per_sample = sum(Path(p).stat().st_size for p in self.touched_paths) // len(samples) + 1

@@ -23,6 +23,7 @@ import pyarrow.csv as pcsv
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.sources.tcga.formats import MISSING, is_gzip
+from lakehouse.spark import default_parallelism
 from lakehouse.tasks import spread
 
 ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "bigint": pa.int64(), "double": pa.float64()}
@@ -66,7 +67,7 @@ def map_files(
 
     schema = to_arrow_schema(DataType.fromDDL(ddl))
     if split:
-        files = pieces(files, spark.sparkContext.defaultParallelism)
+        files = pieces(files, default_parallelism(spark))
         files_ddl += ", piece_start bigint, piece_stop bigint"
     names = StructType.fromDDL(files_ddl).names
     rows = [tuple(file.get(name) for name in names) for file in files]
