@@ -4,6 +4,11 @@
 //! those of the pure-Python `_Tokens` (records.py), which is the reference and the fallback: a `;` that
 //! opens INFO belongs to the first key, empty pairs are dropped, a value is missing when empty or `.`, the
 //! last of a repeated key wins, and a key the header does not declare is reported by its first pair.
+//!
+//! `typed` then reads one group of numeric INFO fields (Number=1 or Number=A) straight from the tokens into
+//! typed columns over the output rows, one per ALT allele, instead of Arrow's take, split, cast and take. It parses only the plain spellings
+//! of a number (see `plain_int`, `plain_float`), on which Rust and Arrow agree; a field holding any other
+//! spelling is reported unparsed and goes through Arrow's cast, which decides what it means.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -221,8 +226,221 @@ fn tokenize<'py>(
     ])
 }
 
+/// Typed columns of one group of fields, field-major over the output rows (one per ALT allele: line i has
+/// `alt_counts[i]` of them, in order). `at` is lines × width token indices (-1: absent or missing → null);
+/// token t spans `pairs[t]..pairs[t + 1]` of `buf`.
+/// - Not `per_allele` (Number=1, or Number=A on single-ALT lines): a line's value goes to each of its rows.
+/// - `per_allele` (Number=A): the value is split at `,`; row a gets part a, a `.` or empty part is null, and
+///   a line whose part count is not its ALT count gets nulls (`counts` holds each line's part count, 0 when
+///   absent, for the caller's reason). Every part is still parsed, so a field with a part only Arrow can
+///   read is reported as such whatever its count.
+struct Typed {
+    values: Vec<u8>,   // k × rows, i32 or f64
+    validity: Vec<u8>, // k × ceil(rows / 8): Arrow's bit order, each field's bitmap starting on a byte
+    counts: Vec<i64>,  // k × lines (per_allele only)
+    parsed: Vec<bool>, // whether every value of the field was a plain spelling
+}
+
+struct Group<'a> {
+    buf: &'a [u8],
+    pairs: &'a [i32],
+    at: &'a [i64],
+    width: usize,
+    alt_counts: &'a [i64],
+}
+
+impl Group<'_> {
+    fn token(&self, token: i64) -> Result<&[u8], String> {
+        let token = token as usize;
+        if token + 1 >= self.pairs.len() {
+            return Err(format!("token {token} is outside the pairs"));
+        }
+        let (from, to) = (self.pairs[token] as usize, self.pairs[token + 1] as usize);
+        if from > to || to > self.buf.len() {
+            return Err(format!("token {token} lies outside the buffer"));
+        }
+        Ok(&self.buf[from..to])
+    }
+
+    fn typed<T: Copy + Default>(
+        &self,
+        members: &[usize],
+        per_allele: bool,
+        parse: fn(&[u8]) -> Option<T>,
+    ) -> Result<Typed, String> {
+        let width = self.width;
+        if width == 0 || !self.at.len().is_multiple_of(width) {
+            return Err("at is not a lines × fields matrix".to_string());
+        }
+        let n = self.at.len() / width;
+        if self.alt_counts.len() != n {
+            return Err("alt_counts and at differ in lines".to_string());
+        }
+        if let Some(&member) = members.iter().find(|&&member| member >= width) {
+            return Err(format!("field {member} is outside the matrix"));
+        }
+        let mut first = Vec::with_capacity(n);
+        let mut rows = 0usize;
+        for &count in self.alt_counts {
+            if count < 1 {
+                return Err("a line has no ALT row".to_string());
+            }
+            first.push(rows);
+            rows += count as usize;
+        }
+        let k = members.len();
+        let bitmap = rows.div_ceil(8);
+        let mut values = vec![T::default(); k * rows];
+        let mut validity = vec![0u8; k * bitmap];
+        let mut counts = vec![0i64; if per_allele { k * n } else { 0 }];
+        let mut parsed = vec![true; k];
+        let mut parts: Vec<Option<T>> = Vec::new();
+        for line in 0..n {
+            let row = &self.at[line * width..(line + 1) * width];
+            let alleles = self.alt_counts[line] as usize;
+            for (j, &member) in members.iter().enumerate() {
+                if row[member] < 0 || !parsed[j] {
+                    continue;
+                }
+                let text = self.token(row[member])?;
+                let out = j * rows + first[line];
+                let mut set = |offset: usize, value: T| {
+                    values[out + offset] = value;
+                    let bit = first[line] + offset;
+                    validity[j * bitmap + bit / 8] |= 1 << (bit % 8);
+                };
+                if !per_allele {
+                    match parse(text) {
+                        Some(value) => (0..alleles).for_each(|a| set(a, value)),
+                        None => parsed[j] = false,
+                    }
+                    continue;
+                }
+                parts.clear();
+                for part in text.split(|&b| b == b',') {
+                    if part.is_empty() || part == b"." {
+                        parts.push(None);
+                    } else if let Some(value) = parse(part) {
+                        parts.push(Some(value));
+                    } else {
+                        parsed[j] = false;
+                        break;
+                    }
+                }
+                if !parsed[j] {
+                    continue;
+                }
+                counts[j * n + line] = parts.len() as i64;
+                if parts.len() == alleles {
+                    for (a, part) in parts.iter().enumerate() {
+                        if let Some(value) = part {
+                            set(a, *value);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Typed {
+            values: as_bytes(&values).to_vec(),
+            validity,
+            counts,
+            parsed,
+        })
+    }
+}
+
+/// `-`? digits, within i32: what Arrow's string → int32 cast reads the same way (it also reads hex and
+/// more, which is left to it).
+fn plain_int(text: &[u8]) -> Option<i32> {
+    let (negative, digits) = match text.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 10 {
+        return None; // i32 has at most 10 digits (leading zeros beyond that are left to Arrow)
+    }
+    let mut value = 0i64;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(byte - b'0');
+    }
+    i32::try_from(if negative { -value } else { value }).ok()
+}
+
+/// Decimal and exponent spellings (`1`, `-1.5`, `.5`, `3e-05`, `1E+05`) and nan/inf: Rust and Arrow both
+/// round them correctly, so both give the same double. Anything else is left to Arrow.
+fn plain_float(text: &[u8]) -> Option<f64> {
+    const WORDS: [&[u8]; 9] = [
+        b"nan",
+        b"-nan",
+        b"+nan",
+        b"inf",
+        b"-inf",
+        b"+inf",
+        b"infinity",
+        b"-infinity",
+        b"+infinity",
+    ];
+    let decimal = text
+        .iter()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
+    if !decimal && !WORDS.iter().any(|word| word.eq_ignore_ascii_case(text)) {
+        return None;
+    }
+    // ASCII by the checks above.
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// typed(data: uint8 buffer, pairs: int32 buffer, at: int64 buffer (lines × width), width,
+///       alt_counts: int64 buffer (lines), members: list[int], per_allele: bool, integer: bool) →
+/// (values bytes: k × rows int32 or float64, validity bytes, counts bytes: k × lines int64, parsed)
+/// values, validity, counts, parsed
+type Columns<'py> = (
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Vec<bool>,
+);
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn typed<'py>(
+    py: Python<'py>,
+    data: PyBuffer<u8>,
+    pairs: PyBuffer<i32>,
+    at: PyBuffer<i64>,
+    width: usize,
+    alt_counts: PyBuffer<i64>,
+    members: Vec<usize>,
+    per_allele: bool,
+    integer: bool,
+) -> PyResult<Columns<'py>> {
+    let group = Group {
+        buf: contiguous(&data, "data")?,
+        pairs: contiguous(&pairs, "pairs")?,
+        at: contiguous(&at, "at")?,
+        width,
+        alt_counts: contiguous(&alt_counts, "alt_counts")?,
+    };
+    let result = if integer {
+        group.typed(&members, per_allele, plain_int)
+    } else {
+        group.typed(&members, per_allele, plain_float)
+    }
+    .map_err(PyValueError::new_err)?;
+    Ok((
+        PyBytes::new(py, &result.values),
+        PyBytes::new(py, &result.validity),
+        PyBytes::new(py, as_bytes(&result.counts)),
+        result.parsed,
+    ))
+}
+
 #[pymodule]
 fn lakehouse_vcf_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(tokenize, module)?)?;
+    module.add_function(wrap_pyfunction!(typed, module)?)?;
     Ok(())
 }

@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - depends on the build
     _native = None
 
 _ARROW = {"int": pa.int32(), "double": pa.float64(), "string": pa.string(), "boolean": pa.bool_()}
+_NATIVE_TYPES = (pa.int32(), pa.float64())  # what the compiled `typed` reads
 FIXED_OUTPUT = (
     ("contig", pa.string()),
     ("pos", pa.int64()),
@@ -291,6 +292,24 @@ def _parse(
         k = len(members)
         target = _ARROW[element_type]
         counts = starts = typed_parts = None
+        if kind in ("scalar", "allele") and target in _NATIVE_TYPES and isinstance(lines, _NativeTokens):
+            # Compiled: tokens → typed columns over the output rows in one pass. Fields with a value whose
+            # spelling only Arrow's cast decides come back unparsed and go the Arrow way below.
+            unparsed = []
+            for f_index, column_values, parts in lines.typed(
+                at, alt_counts, members, kind == "allele", target
+            ):
+                if column_values is None:
+                    unparsed.append(f_index)
+                    continue
+                out[header.fields[f_index].column] = column_values
+                if parts is not None:
+                    wrong = (parts != 0) & (parts != alt_counts)
+                    if wrong.any():
+                        wrong_count[f_index] = (wrong, parts, alt_counts)
+            if not unparsed:
+                continue
+            members, k = unparsed, len(unparsed)
         if target != pa.string() and kind in ("scalar", "allele"):
             # Records × fields order first: the take then reads the buffer in order (its cost is cache
             # misses). Only a group with a value that does not parse is redone field by field below.
@@ -567,6 +586,28 @@ class _NativeTokens(_Tokens):
             keys = pc.take(tokens, pa.array(self.first_unknown[rows] * 4)).to_pylist()
             first_key = dict(zip(rows.tolist(), keys, strict=True))
         return tokens, self.value_at, self.matrix, first_key
+
+    def typed(self, at: np.ndarray, alt_counts: np.ndarray, members: list[int], per_allele: bool, target):
+        """(field, column over the output rows or None, part counts per line or None) for each field of a
+        numeric group (Number=1, or Number=A; `per_allele` splits values at `,`), read from the tokens in
+        one compiled pass. The column is None where a value has a spelling only Arrow's cast decides."""
+        at = np.ascontiguousarray(at, dtype=np.int64)
+        alt_counts = np.ascontiguousarray(alt_counts, dtype=np.int64)
+        values, validity, counts, parsed = _native.typed(
+            self.buf, self.pairs, at, at.shape[1], alt_counts, members, per_allele, target == pa.int32()
+        )
+        n, rows, size = self.n, int(alt_counts.sum()), target.byte_width
+        bitmap = (rows + 7) // 8
+        values, validity = pa.py_buffer(values), pa.py_buffer(validity)
+        counts = np.frombuffer(counts, np.int64).reshape(-1, n) if per_allele else None
+        for j, f_index in enumerate(members):
+            if not parsed[j]:
+                yield f_index, None, None
+                continue
+            column = pa.Array.from_buffers(
+                target, rows, [validity.slice(j * bitmap, bitmap), values.slice(j * rows * size, rows * size)]
+            )
+            yield f_index, column, counts[j] if per_allele else None
 
 
 def _report_values(reasons: _Reasons, bad: np.ndarray, raw_values: pa.Array, info: InfoField) -> None:
