@@ -177,54 +177,75 @@ def unexpected_mask(
     return pc.and_(present, pc.invert(pc.fill_null(matched, True))), pc.invert(present)
 
 
-def reference_mask(exp: Expectation, table: pa.Table, reference: pa.Table) -> pa.ChunkedArray:
+def reference_mask(
+    exp: Expectation, table: pa.Table, reference: pa.Table, prepared: dict | None = None
+) -> pa.ChunkedArray:
     """The rows of `table` whose value (an element of it, with `element`) is not found in `reference` as
-    `values_in_table` declares it (`expectations.py`): the same rows as its SQL selects."""
+    `values_in_table` declares it (`expectations.py`): the same rows as its SQL selects.
+
+    Keys are looked up with `index_in` against the reference's distinct keys, not joined: a hash join per
+    batch held hundreds of MB in the driver on GEO's 16.4M values. `prepared`, a dict the caller keeps
+    across the batches of one table, holds those distinct keys, built once instead of once a batch."""
     k = exp.kwargs
-    match = dict(k.get("match") or {})
+    match = list(dict(k.get("match") or {}))
     bound = k.get("at_most")
-    for column, value in (k.get("table_filter") or {}).items():
-        reference = reference.filter(pc.equal(reference.column(column), pa.scalar(value)))
     rows = np.arange(table.num_rows)
     values = table.column(k["column"])
     if k.get("element"):
         values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
         rows = np.asarray(pc.list_parent_indices(values))
         values = pc.list_flatten(values)
-    left = {"_row": pa.array(rows), "_v": _plain(values)}
-    right = {
-        "_v": _plain(reference.column(k["table_column"])),
-        "_hit": pa.repeat(pa.scalar(True), reference.num_rows),
-    }
-    for n, (mine, theirs) in enumerate(match.items()):
-        left[f"_m{n}"] = _plain(table.column(mine)).take(pa.array(rows))
-        right[f"_m{n}"] = _plain(reference.column(theirs)).cast(left[f"_m{n}"].type)
+    values = _plain(values)
+    mine = [values, *(_plain(table.column(c)).take(pa.array(rows)) for c in match)]
+    types = tuple(column.type for column in mine)
+    prepared = {} if prepared is None else prepared
+    if types not in prepared:
+        prepared[types] = _reference_keys(exp, reference, types)
+    keys, largest, held = prepared[types]
+    position = pc.index_in(_key(mine), value_set=keys, skip_nulls=True)
+    bad = pc.and_(pc.is_valid(values), pc.is_null(position))
     if bound:
-        left["_x"] = table.column(bound["column"]).take(pa.array(rows))
-        right["_b"] = reference.column(bound["table_column"])
-    right["_v"] = right["_v"].cast(left["_v"].type)
-    keys = ["_v", *(f"_m{n}" for n in range(len(match)))]
-    found = pa.table(left).filter(pc.is_valid(left["_v"]))
-    reference = (
-        pa.table(right)
-        .group_by(keys, use_threads=False)
-        .aggregate([("_hit", "min")] + ([("_b", "max")] if bound else []))
-    )
-    joined = found.join(reference, keys=keys, join_type="left outer", use_threads=False)
-    bad = pc.is_null(joined.column("_hit_min"))
-    if bound:
-        bad = pc.or_(bad, pc.fill_null(pc.greater(joined.column("_x"), joined.column("_b_max")), False))
+        over = pc.greater(table.column(bound["column"]).take(pa.array(rows)), largest.take(position))
+        bad = pc.or_(bad, pc.fill_null(over, False))
     if match:  # rows whose match values the reference holds nothing for are not judged
-        judged = [f"_m{n}" for n in range(len(match))]
-        held = reference.select(judged).group_by(judged, use_threads=False).aggregate([])
-        held = held.append_column("_known", pa.repeat(pa.scalar(True), held.num_rows))
-        joined = joined.append_column("_bad", bad).join(
-            held, keys=judged, join_type="left outer", use_threads=False
-        )
-        bad = pc.and_(joined.column("_bad"), pc.is_valid(joined.column("_known")))
+        bad = pc.and_(bad, pc.is_valid(pc.index_in(_key(mine[1:]), value_set=held, skip_nulls=True)))
     mask = np.zeros(table.num_rows, dtype=bool)
-    mask[np.asarray(pc.filter(joined.column("_row"), bad))] = True
+    mask[rows[np.asarray(pc.fill_null(bad, False))]] = True
     return pa.chunked_array([pa.array(mask)])
+
+
+def _key(columns: list) -> pa.Array:
+    """One lookup key per row: the column itself, or several joined as text (null when any is null)."""
+    if len(columns) == 1:
+        return columns[0]
+    return pc.binary_join_element_wise(*(pc.cast(c, pa.string()) for c in columns), "\x1f")
+
+
+def _reference_keys(exp: Expectation, reference: pa.Table, types: tuple):
+    """`reference` as `reference_mask` looks it up: its distinct keys (value and match columns, cast to the
+    checked rows' `types`), the largest `at_most` bound of each, and its distinct match values."""
+    k = exp.kwargs
+    match = dict(k.get("match") or {})
+    bound = k.get("at_most")
+    for column, value in (k.get("table_filter") or {}).items():
+        reference = reference.filter(pc.equal(reference.column(column), pa.scalar(value)))
+    theirs = [k["table_column"], *match.values()]
+    columns = {
+        f"_k{n}": _plain(reference.column(c)).cast(t)
+        for n, (c, t) in enumerate(zip(theirs, types, strict=True))
+    }
+    columns["_b"] = (
+        reference.column(bound["table_column"]) if bound else pa.nulls(reference.num_rows, pa.int8())
+    )
+    grouped = pa.table(columns).group_by(list(columns)[:-1], use_threads=False).aggregate([("_b", "max")])
+    held = None
+    if match:  # every match value the reference holds, whether or not its value column is null
+        held = pc.unique(_key([grouped.column(f"_k{n}").combine_chunks() for n in range(1, len(theirs))]))
+        held = held.filter(pc.is_valid(held))
+    grouped = grouped.filter(pc.is_valid(grouped.column("_k0")))
+    keys = _key([grouped.column(f"_k{n}").combine_chunks() for n in range(len(theirs))])
+    keys_valid = pc.is_valid(keys)
+    return keys.filter(keys_valid), grouped.column("_b_max").combine_chunks().filter(keys_valid), held
 
 
 def sample_columns(exp: Expectation, table: pa.Table) -> list[str]:
