@@ -6,11 +6,14 @@ tests never touch the network for jars unless they are about resolving them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,6 +107,36 @@ def read_alike(spark, table: str, key: list[str]) -> dict[str, tuple[int, str]]:
             duck.execute(f"SELECT {columns} FROM delta_scan('{storage.delta_uri()}')").fetchall()
         ),
     }
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], home: Path, service: str, what: str) -> Iterator[int]:
+    """`lakehouse serve <service>` on a free port of 127.0.0.1 (its output in `home`/serve.log): yields the
+    port once it listens, then stops the server's process group and checks the port is closed."""
+    from lakehouse.cluster import HOST, free_port, port_open, wait_until
+
+    port = free_port()
+    log = home / "serve.log"
+    with open(log, "wb") as handle:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "lakehouse", "serve", service, "--port", str(port)],
+            env=env,
+            cwd=home,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: port_open(HOST, port), 240, what, process=server, log=log)
+        yield port
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
+    assert not port_open(HOST, port)
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -5,16 +5,13 @@ server."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from conftest import lakehouse_env, run_cli
+from conftest import lakehouse_env, run_cli, serving
 
-from lakehouse.cluster import HOST, free_port, port_open, wait_until
+from lakehouse.cluster import HOST
 from lakehouse.reader import read_table
 from lakehouse.settings import Settings
 
@@ -25,28 +22,8 @@ pytestmark = pytest.mark.slow
 def connect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("connect-home")
     env = lakehouse_env(home)
-    port = free_port()
-    log = home / "serve.log"
-    with open(log, "wb") as handle:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "lakehouse", "serve", "connect", "--port", str(port)],
-            env=env,
-            cwd=home,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until(lambda: port_open(HOST, port), 240, "Spark Connect server", process=server, log=log)
-        yield f"sc://{HOST}:{port}", env, log
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
-    assert not port_open(HOST, port)
+    with serving(env, home, "connect", "Spark Connect server") as port:
+        yield f"sc://{HOST}:{port}", env, home / "serve.log"
 
 
 def attached(env: dict[str, str], url: str) -> dict[str, str]:

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import signal
 import subprocess
-import sys
 
 import pytest
-from conftest import lakehouse_env, run_cli
+from conftest import lakehouse_env, run_cli, serving
 
-from lakehouse.cluster import HOST, free_port, port_open, spark_env, wait_until
+from lakehouse.cluster import HOST, spark_env
 from lakehouse.serve import beeline_command, jdbc_url
 
 pytestmark = pytest.mark.slow
@@ -30,28 +27,8 @@ def sql_endpoint(tmp_path_factory):
     env = lakehouse_env(home)
     landed = run_cli(env, "run", "--stage", "demo")
     assert landed.returncode == 0, landed.stderr[-2000:]
-    port = free_port()
-    log = home / "serve.log"
-    with open(log, "wb") as handle:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "lakehouse", "serve", "sql", "--port", str(port)],
-            env=env,
-            cwd=home,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until(lambda: port_open(HOST, port), 240, "Thrift server", process=server, log=log)
+    with serving(env, home, "sql", "Thrift server") as port:
         yield jdbc_url(HOST, port), env
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
-    assert not port_open(HOST, port)
 
 
 def beeline(url: str, env: dict, query: str) -> list[dict]:
