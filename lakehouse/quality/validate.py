@@ -41,7 +41,8 @@ from lakehouse.settings import Settings
 from lakehouse.storage import arrow_dataset, table_exists
 
 log = logging.getLogger(__name__)
-ONE_BATCH_AT_A_TIME = {"batch_readahead": 0, "fragment_readahead": 1, "use_threads": False}  # a scan that keeps the driver small
+# A scan that keeps the driver small: one batch in memory at a time, decoded on the calling thread.
+ONE_BATCH_AT_A_TIME = {"batch_readahead": 0, "fragment_readahead": 1, "use_threads": False}
 
 RESULTS_TABLE = "quality.validation_results"
 SAMPLE_SIZE = 20
